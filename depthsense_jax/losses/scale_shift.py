@@ -1,0 +1,120 @@
+"""Scale-and-shift invariant loss and multi-scale gradient matching (Ranftl et al., MiDaS)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from depthsense_jax import _checks
+
+# A prediction whose masked variance is below this fraction of its mean square is treated as
+# constant: its least-squares scale is undefined (and float32 rounding would make it huge).
+_RELATIVE_VARIANCE_FLOOR = 1e-10
+_TINY = 1e-30
+
+
+def _check_dense(pred, target, mask, mask_required: bool = True) -> None:
+    _checks.check_rank("pred", pred, 3, "(B, H, W)")
+    _checks.check_same_shape("target", target, "pred", pred.shape)
+    if mask is None and mask_required:
+        raise ValueError("`mask` is required: a (B, H, W) bool array, True where valid")
+    _checks.check_mask(mask, "pred", pred.shape)
+
+
+def _masked_mean(x: jax.Array, weight: jax.Array, count: jax.Array) -> jax.Array:
+    return jnp.sum(jnp.where(weight, x, 0.0), axis=(1, 2)) / jnp.maximum(count, 1.0)
+
+
+def fit_scale_shift(
+    pred: jax.Array, target: jax.Array, mask: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Per-image least-squares (s, t) minimising sum over mask of (s pred + t - target)^2.
+
+    pred, target: (B, H, W); mask: (B, H, W) bool. Returns s, t: (B,) float32. A constant
+    prediction (or fewer than two valid pixels) gets s = 0, t = mean target, not a huge or
+    NaN scale. Values of `target` outside the mask are never read (NaN there is fine).
+    """
+    mask = jnp.asarray(mask, bool)
+    pred = jnp.where(mask, jnp.asarray(pred, jnp.float32), 0.0)
+    target = jnp.where(mask, jnp.asarray(target, jnp.float32), 0.0)
+    count = jnp.sum(mask, axis=(1, 2)).astype(jnp.float32)
+    mean_p = _masked_mean(pred, mask, count)
+    mean_t = _masked_mean(target, mask, count)
+    dp = pred - mean_p[:, None, None]
+    dt = target - mean_t[:, None, None]
+    var_p = _masked_mean(dp * dp, mask, count)
+    cov = _masked_mean(dp * dt, mask, count)
+    ok = (count >= 2) & (var_p > _RELATIVE_VARIANCE_FLOOR * (mean_p * mean_p + var_p) + _TINY)
+    scale = jnp.where(ok, cov / jnp.where(ok, var_p, 1.0), 0.0)
+    return scale, mean_t - scale * mean_p
+
+
+def normalize_target(target: jax.Array, mask: jax.Array) -> jax.Array:
+    """Per image, (target - mean) / mean absolute deviation over the mask; 0 outside it.
+
+    A constant target (deviation below 1e-6 of its magnitude) maps to 0. Removes the
+    target's unknown scale and shift, as MiDaS does before its loss (MiDaS uses the median).
+    """
+    mask = jnp.asarray(mask, bool)
+    target = jnp.where(mask, jnp.asarray(target, jnp.float32), 0.0)
+    count = jnp.sum(mask, axis=(1, 2)).astype(jnp.float32)
+    mean = _masked_mean(target, mask, count)[:, None, None]
+    centred = jnp.where(mask, target - mean, 0.0)
+    deviation = _masked_mean(jnp.abs(centred), mask, count)[:, None, None]
+    ok = deviation > 1e-6 * (jnp.abs(mean) + deviation) + _TINY
+    return jnp.where(ok, centred / jnp.where(ok, deviation, 1.0), 0.0)
+
+
+def _aligned_residual(pred, target, mask):
+    """s pred + t - normalised target, with (s, t) fitted per image; 0 outside the mask."""
+    mask = jnp.asarray(mask, bool)
+    target_n = normalize_target(target, mask)
+    scale, shift = fit_scale_shift(pred, target_n, mask)
+    aligned = scale[:, None, None] * jnp.asarray(pred, jnp.float32) + shift[:, None, None]
+    return jnp.where(mask, aligned - target_n, 0.0), mask
+
+
+@jax.jit
+def scale_shift_invariant_loss(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+    """Scale-and-shift invariant L1 (MiDaS): () float32.
+
+    pred: (B, H, W) relative inverse depth; target: (B, H, W); mask: (B, H, W) bool. The target
+    is normalised per image (`normalize_target`), the prediction aligned to it by least squares
+    (`fit_scale_shift`), then the mean |residual| over the mask; 0 for an empty mask; mean over
+    images. Invariant to positive scale and any shift of either argument.
+    """
+    _check_dense(pred, target, mask)
+    residual, mask = _aligned_residual(pred, target, mask)
+    count = jnp.sum(mask, axis=(1, 2)).astype(jnp.float32)
+    per_image = jnp.where(count > 0, _masked_mean(jnp.abs(residual), mask, count), 0.0)
+    return jnp.mean(per_image)
+
+
+@functools.partial(jax.jit, static_argnames=("scales",))
+def gradient_matching_loss(
+    pred: jax.Array, target: jax.Array, mask: jax.Array, *, scales: int = 4
+) -> jax.Array:
+    """Multi-scale gradient matching (MiDaS): () float32.
+
+    On the aligned residual R of `scale_shift_invariant_loss`, at each scale k < `scales`
+    (every 2^k-th pixel), sum |dR/dx| + |dR/dy| over differences whose two pixels are valid,
+    divided by the valid pixels at that scale; summed over scales, mean over images.
+    """
+    _check_dense(pred, target, mask)
+    _checks.check_positive_int("scales", scales)
+    residual, mask = _aligned_residual(pred, target, mask)
+    total = jnp.zeros(pred.shape[0], jnp.float32)
+    for k in range(scales):
+        step = 2**k
+        r = residual[:, ::step, ::step]
+        m = mask[:, ::step, ::step]
+        mx = m[:, :, 1:] & m[:, :, :-1]
+        my = m[:, 1:, :] & m[:, :-1, :]
+        grad_x = jnp.where(mx, jnp.abs(r[:, :, 1:] - r[:, :, :-1]), 0.0)
+        grad_y = jnp.where(my, jnp.abs(r[:, 1:, :] - r[:, :-1, :]), 0.0)
+        count = jnp.sum(m, axis=(1, 2)).astype(jnp.float32)
+        summed = jnp.sum(grad_x, axis=(1, 2)) + jnp.sum(grad_y, axis=(1, 2))
+        total = total + jnp.where(count > 0, summed / jnp.maximum(count, 1.0), 0.0)
+    return jnp.mean(total)

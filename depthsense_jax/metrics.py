@@ -1,0 +1,106 @@
+"""Relative-depth metrics, each per image ((B,) float32) and mask-aware.
+
+An image with nothing to measure (empty mask, no counted pair) scores 0.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from depthsense_jax import _checks, sampling
+from depthsense_jax.losses.scale_shift import fit_scale_shift
+from depthsense_jax.losses.ssim import ssim
+
+__all__ = ["abs_rel", "align_scale_shift", "delta1", "mse", "ssim", "whdr"]
+
+
+@functools.partial(jax.jit, static_argnames=("sigma",))
+def whdr(
+    pred: jax.Array,
+    target: jax.Array,
+    pairs: sampling.Pairs,
+    *,
+    sigma: float = 0.02,
+    mask: jax.Array | None = None,
+) -> jax.Array:
+    """Weighted human disagreement rate (Chen et al. 2016), unweighted: (B,) in [0, 1].
+
+    The fraction of counted pairs (valid, both points in `mask`) whose ordinal label from
+    `pred` differs from the label from `target`, both by `sampling.ordinal_labels`'s rule with
+    the same sigma (so "equal" pairs count too). pred, target: (B, H, W), larger = nearer.
+    """
+    _checks.check_rank("pred", pred, 3, "(B, H, W)")
+    _checks.check_same_shape("target", target, "pred", pred.shape)
+    _checks.check_mask(mask, "pred", pred.shape)
+    sampling.check_pairs(pairs, pred.shape[0])
+    counted = pairs.valid
+    if mask is not None:
+        in_a, in_b = sampling.gather_pairs(jnp.asarray(mask, bool), pairs)
+        counted = counted & in_a & in_b
+    truth = sampling.ordinal_labels(jnp.asarray(target, jnp.float32), pairs, sigma)
+    p_a, p_b = sampling.gather_pairs(jnp.asarray(pred, jnp.float32), pairs)
+    guess = sampling.labels_from_values(p_a, p_b, sigma)
+    wrong = jnp.sum(counted & (guess != truth), axis=1)
+    count = jnp.sum(counted, axis=1)
+    return jnp.where(count > 0, wrong / jnp.maximum(count, 1), 0.0).astype(jnp.float32)
+
+
+def _check(pred, target, mask) -> None:
+    _checks.check_rank("pred", pred, 3, "(B, H, W)")
+    _checks.check_same_shape("target", target, "pred", pred.shape)
+    _checks.check_mask(mask, "pred", pred.shape)
+
+
+@jax.jit
+def align_scale_shift(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+    """s pred + t with per-image least-squares (s, t) over the mask: (B, H, W) float32."""
+    _check(pred, target, mask)
+    scale, shift = fit_scale_shift(pred, target, mask)
+    return scale[:, None, None] * jnp.asarray(pred, jnp.float32) + shift[:, None, None]
+
+
+def _per_image_mean(values, valid):
+    count = jnp.sum(valid, axis=(1, 2))
+    total = jnp.sum(jnp.where(valid, values, 0.0), axis=(1, 2))
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0).astype(jnp.float32)
+
+
+@jax.jit
+def abs_rel(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+    """Mean |a - g| / g after scale-and-shift alignment a of pred to g: (B,).
+
+    Only pixels in `mask` with target > 0 count (the ratio needs a positive target).
+    """
+    _check(pred, target, mask)
+    valid = jnp.asarray(mask, bool) & (jnp.asarray(target) > 0)
+    aligned = align_scale_shift(pred, target, valid)
+    g = jnp.where(valid, target, 1.0)
+    return _per_image_mean(jnp.abs(aligned - g) / g, valid)
+
+
+@jax.jit
+def delta1(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+    """Fraction of pixels with max(a/g, g/a) < 1.25 after alignment: (B,).
+
+    Pixels in `mask` with target > 0 count; an aligned value <= 0 is a miss.
+    """
+    _check(pred, target, mask)
+    valid = jnp.asarray(mask, bool) & (jnp.asarray(target) > 0)
+    aligned = align_scale_shift(pred, target, valid)
+    g = jnp.where(valid, target, 1.0)
+    a = jnp.where(aligned > 0, aligned, 1.0)
+    ratio = jnp.maximum(a / g, g / a)
+    hit = (aligned > 0) & (ratio < 1.25)
+    return _per_image_mean(hit.astype(jnp.float32), valid)
+
+
+@jax.jit
+def mse(pred: jax.Array, target: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Mean squared error over the mask (all pixels if None): (B,). No alignment."""
+    _check(pred, target, mask)
+    valid = jnp.ones(pred.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    diff = jnp.asarray(pred, jnp.float32) - jnp.asarray(target, jnp.float32)
+    return _per_image_mean(diff * diff, valid)
