@@ -8,9 +8,7 @@ import jax.numpy as jnp
 from depthsense_jax import _checks
 
 
-def _masked_mean_per_image(values: jax.Array, valid: jax.Array | None) -> jax.Array:
-    if valid is None:
-        return jnp.mean(values, axis=(1, 2))
+def _masked_mean_per_image(values: jax.Array, valid: jax.Array) -> jax.Array:
     count = jnp.sum(valid, axis=(1, 2))
     total = jnp.sum(jnp.where(valid, values, 0.0), axis=(1, 2))
     return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
@@ -24,8 +22,9 @@ def inverse_depth_smoothness_loss(
 
     inv_depth: (B, H, W) inverse depth; image: (B, H, W, C) or (B, H, W) in [0, 1]; mask:
     optional (B, H, W) bool, a difference counts where both of its pixels are valid. Each
-    direction is averaged per image over its counted differences (0 where none), then over
-    images; without a mask this equals kornia's loss.
+    direction is averaged per image over its counted differences (0 where none, so an image
+    one pixel high or wide gives 0 in that direction), then over images; without a mask this
+    equals kornia's loss.
     """
     _checks.check_rank("inv_depth", inv_depth, 3, "(B, H, W)")
     _checks.check_rank("image", image, (3, 4), "(B, H, W, C) or (B, H, W)")
@@ -38,15 +37,18 @@ def inverse_depth_smoothness_loss(
     d = jnp.asarray(inv_depth, jnp.float32)
     img = jnp.asarray(image, jnp.float32)
     img = img if img.ndim == 4 else img[..., None]
+    m = jnp.ones(d.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    if mask is not None:
+        # Values outside the mask are never part of a counted difference; zeroing them keeps
+        # NaN there out of the gradient (a where() alone would still multiply NaN by 0).
+        d = jnp.where(m, d, 0.0)
+        img = jnp.where(m[..., None], img, 0.0)
     weight_x = jnp.exp(-jnp.mean(jnp.abs(img[:, :, :-1] - img[:, :, 1:]), axis=-1))
     weight_y = jnp.exp(-jnp.mean(jnp.abs(img[:, :-1] - img[:, 1:]), axis=-1))
     smooth_x = jnp.abs((d[:, :, :-1] - d[:, :, 1:]) * weight_x)
     smooth_y = jnp.abs((d[:, :-1] - d[:, 1:]) * weight_y)
-    valid_x = valid_y = None
-    if mask is not None:
-        m = jnp.asarray(mask, bool)
-        valid_x = m[:, :, :-1] & m[:, :, 1:]
-        valid_y = m[:, :-1] & m[:, 1:]
+    valid_x = m[:, :, :-1] & m[:, :, 1:]
+    valid_y = m[:, :-1] & m[:, 1:]
     per_image = _masked_mean_per_image(smooth_x, valid_x) + _masked_mean_per_image(
         smooth_y, valid_y
     )

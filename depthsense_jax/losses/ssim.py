@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from depthsense_jax import _checks
 from depthsense_jax._xla import unfused
-from depthsense_jax.losses._blur import blur_valid, gaussian_taps
+from depthsense_jax.losses._blur import blurred_moments, gaussian_taps
 
 PADDINGS = ("zeros", "reflect", "valid")
 
@@ -56,6 +56,7 @@ def ssim_map(
 
     x, y: (B, H, W) or (B, H, W, C), values in [0, 1] (c1, c2 assume that range).
     """
+    _check_args(x, y, None, window_size, padding)
     taps = gaussian_taps(window_size, sigma)
     radius = window_size // 2
     x = _to_nchw(jnp.asarray(x, jnp.float32))
@@ -65,10 +66,7 @@ def ssim_map(
         pad = [(0, 0), (0, 0), (radius, radius), (radius, radius)]
         x = jnp.pad(x, pad, mode=mode)
         y = jnp.pad(y, pad, mode=mode)
-    # Maps that depend on x are blurred apart from the y-only ones: when only x is
-    # differentiated (a loss on a prediction), the backward blurs 3 cotangents instead of 5.
-    mu_x, e_xx, e_xy = blur_valid((x, x * x, x * y), taps)
-    mu_y, e_yy = blur_valid((y, y * y), taps)
+    mu_x, e_xx, e_xy, mu_y, e_yy = blurred_moments(x, y, taps)
     var_x = jnp.maximum(e_xx - mu_x * mu_x, _VARIANCE_FLOOR)
     var_y = jnp.maximum(e_yy - mu_y * mu_y, _VARIANCE_FLOOR)
     cov = e_xy - mu_x * mu_y
@@ -78,28 +76,8 @@ def ssim_map(
     return numerator / denominator
 
 
-@functools.partial(jax.jit, static_argnames=("window_size", "sigma", "c1", "c2", "padding"))
-def ssim(
-    x: jax.Array,
-    y: jax.Array,
-    *,
-    window_size: int = 11,
-    sigma: float = 1.5,
-    c1: float = 0.01**2,
-    c2: float = 0.03**2,
-    padding: str = "zeros",
-    mask: jax.Array | None = None,
-) -> jax.Array:
-    """Mean SSIM per image: (B,) float32.
-
-    x, y: (B, H, W) or (B, H, W, C) float in [0, 1]. mask: optional (B, H, W), True where valid;
-    the SSIM map is averaged over valid pixels (and channels), and pixels outside the mask are
-    set to 0 in both inputs before blurring so that NaN or garbage there cannot leak in. An
-    image with an empty mask scores 0. padding: "zeros" (pytorch-ssim), "reflect"
-    (kornia.metrics.ssim), "valid" (dm-pix, tf.image.ssim; the map shrinks by window_size - 1).
-    Variances are clamped to >= eps^2 and |cov| to <= sqrt(var_x var_y) as dm-pix does, which
-    keeps gradients finite on constant images.
-    """
+def _ssim_per_image(x, y, window_size, sigma, c1, c2, padding, mask):
+    """(mean SSIM, number of valid pixels) per image, both (B,)."""
     _check_args(x, y, mask, window_size, padding)
     if mask is not None:
         mask = jnp.asarray(mask, bool)
@@ -119,11 +97,36 @@ def ssim(
     return unfused(_masked_mean_per_image, smap, weight)
 
 
-def _masked_mean_per_image(smap: jax.Array, weight: jax.Array) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("window_size", "sigma", "c1", "c2", "padding"))
+def ssim(
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    window_size: int = 11,
+    sigma: float = 1.5,
+    c1: float = 0.01**2,
+    c2: float = 0.03**2,
+    padding: str = "zeros",
+    mask: jax.Array | None = None,
+) -> jax.Array:
+    """Mean SSIM per image: (B,) float32.
+
+    x, y: (B, H, W) or (B, H, W, C) float in [0, 1]. mask: optional (B, H, W), True where valid;
+    the SSIM map is averaged over valid pixels (and channels), and pixels outside the mask are
+    set to 0 in both inputs before blurring so that NaN or garbage there cannot leak in. An
+    image with no valid pixel (after the crop of "valid") scores 0. padding: "zeros"
+    (pytorch-ssim), "reflect" (kornia.metrics.ssim), "valid" (dm-pix, tf.image.ssim; the map
+    shrinks by window_size - 1). Variances are clamped to >= eps^2 and |cov| to
+    <= sqrt(var_x var_y) as dm-pix does, which keeps gradients finite on constant images.
+    """
+    return _ssim_per_image(x, y, window_size, sigma, c1, c2, padding, mask)[0]
+
+
+def _masked_mean_per_image(smap: jax.Array, weight: jax.Array) -> tuple[jax.Array, jax.Array]:
     weight = jnp.broadcast_to(weight, smap.shape)
     total = jnp.sum(jnp.where(weight, smap, 0.0), axis=(1, 2, 3))
     count = jnp.sum(weight, axis=(1, 2, 3))
-    return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0)
+    return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0), count
 
 
 @functools.partial(jax.jit, static_argnames=("window_size", "sigma", "c1", "c2", "padding"))
@@ -142,11 +145,7 @@ def ssim_loss(
 
     pred, target: (B, H, W) or (B, H, W, C) in [0, 1]; keywords as `ssim`.
     """
-    per_image = ssim(
-        pred, target, window_size=window_size, sigma=sigma, c1=c1, c2=c2,
-        padding=padding, mask=mask,
+    per_image, count = _ssim_per_image(
+        pred, target, window_size, sigma, c1, c2, padding, mask
     )
-    if mask is None:
-        return jnp.mean(1.0 - per_image)
-    has_valid = jnp.any(jnp.asarray(mask, bool), axis=(1, 2))
-    return jnp.mean(jnp.where(has_valid, 1.0 - per_image, 0.0))
+    return jnp.mean(jnp.where(count > 0, 1.0 - per_image, 0.0))

@@ -1,0 +1,308 @@
+"""Benchmarks: `depthsense bench losses` times every loss compiled with jax.jit.
+
+Timing is the median of repeated calls after warm-up, each ended by `block_until_ready`.
+Compile time is lowering plus XLA compilation of the forward and of the forward+backward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from depthsense_jax import losses, sampling
+
+ALL_PARTS = {name: 1.0 for name in losses.LOSS_NAMES}
+
+
+@dataclasses.dataclass
+class Reference:
+    """A PyTorch equivalent timed in the same run; speedup = its fwd+bwd time / ours."""
+
+    name: str
+    forward_ms: float
+    forward_backward_ms: float
+    speedup: float
+
+
+@dataclasses.dataclass
+class LossTiming:
+    name: str
+    compile_s: float
+    forward_ms: float
+    forward_backward_ms: float
+    references: list[Reference] = dataclasses.field(default_factory=list)
+
+
+def make_batch(batch: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A deterministic benchmark batch: smooth random depth with a step, a textured image
+    that follows it, a mask with an invalid band, and a noisy prediction.
+
+    Returns image (B, S, S, 3) float32 in [0, 1], depth and pred (B, S, S) float32, mask bool.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    depth = np.empty((batch, size, size), np.float32)
+    for b in range(batch):
+        a, c, f = rng.uniform(0.2, 1.0, 3)
+        depth[b] = 0.2 + 0.5 * (a * yy + c * xx) / 2 + 0.2 * (xx > f * 0.8) * (yy > 0.3)
+    texture = rng.uniform(0, 1, (batch, size, size, 3)).astype(np.float32)
+    image = np.clip(0.6 * depth[..., None] + 0.4 * texture, 0, 1).astype(np.float32)
+    mask = np.ones((batch, size, size), bool)
+    mask[:, : size // 10] = False  # a "sky" band
+    pred = depth + rng.normal(0, 0.1, depth.shape).astype(np.float32)
+    return {"image": image, "depth": depth, "mask": mask, "pred": pred}
+
+
+def _loss_fns(key: jax.Array, num_pairs: int, num_anchors: int) -> dict[str, Callable]:
+    """name -> f(pred, batch) -> scalar, for each loss as a training step would call it."""
+    pairs_key, edge_key = jax.random.split(key)
+
+    def ranking(pred, b):
+        pairs = sampling.random_pairs(pairs_key, b["mask"], num_pairs)
+        return losses.ranking_loss(pred, b["depth"], pairs, mask=b["mask"])
+
+    def edge(pred, b):
+        return losses.edge_guided_ranking_loss(
+            edge_key, pred, b["depth"], b["image"], b["mask"], num_anchors=num_anchors
+        )
+
+    options = {"num_pairs": num_pairs, "num_anchors": num_anchors}
+    return {
+        "ssim": lambda pred, b: losses.ssim_loss(pred, b["depth"]),
+        "smoothness": lambda pred, b: losses.inverse_depth_smoothness_loss(pred, b["image"]),
+        "ranking": ranking,
+        "edge_guided_ranking": edge,
+        "scale_shift": lambda pred, b: losses.scale_shift_invariant_loss(
+            pred, b["depth"], b["mask"]
+        ),
+        "gradient_matching": lambda pred, b: losses.gradient_matching_loss(
+            pred, b["depth"], b["mask"]
+        ),
+        "combined": lambda pred, b: losses.combined_loss(key, pred, b, ALL_PARTS, options)[0],
+    }
+
+
+def time_call(fn: Callable, *args, repeats: int, warmup: int) -> float:
+    """Median wall time in ms of `fn(*args)` with its outputs ready."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _compile(fn: Callable, *args) -> tuple[Callable, float]:
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
+def bench_losses(
+    batch: int = 8,
+    size: int = 384,
+    repeats: int = 20,
+    warmup: int = 3,
+    compare: bool = False,
+    only: list[str] | None = None,
+    num_pairs: int = 300,
+    num_anchors: int = 100,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+) -> list[LossTiming]:
+    """Time each loss's forward and forward+backward (gradient w.r.t. the prediction)."""
+    data = make_batch(batch, size)
+    pred = jnp.asarray(data.pop("pred"))
+    b = {k: jnp.asarray(v) for k, v in data.items()}
+    fns = _loss_fns(jax.random.PRNGKey(0), num_pairs, num_anchors)
+    names = list(fns) if not only else only
+    unknown = sorted(set(names) - set(fns))
+    if unknown:
+        raise ValueError(f"unknown loss(es) {unknown} for --only; choose from {list(fns)}")
+    torch_refs = _torch_references(data, np.asarray(pred), num_pairs) if compare else {}
+    results = []
+    for name in names:
+        log(f"[bench] {name}: compiling ...")
+        fwd, t_fwd = _compile(fns[name], pred, b)
+        grad, t_grad = _compile(jax.value_and_grad(fns[name]), pred, b)
+        value = float(fwd(pred, b))
+        if not np.isfinite(value):
+            raise RuntimeError(f"{name} gave a non-finite loss {value} on the benchmark batch")
+        timing = LossTiming(
+            name=name,
+            compile_s=t_fwd + t_grad,
+            forward_ms=time_call(fwd, pred, b, repeats=repeats, warmup=warmup),
+            forward_backward_ms=time_call(grad, pred, b, repeats=repeats, warmup=warmup),
+        )
+        for ref_name, ref_fwd, ref_grad in torch_refs.get(name, []):
+            log(f"[bench] {name}: timing {ref_name} ...")
+            ref_grad_ms = _time_torch(ref_grad, repeats, warmup)
+            timing.references.append(Reference(
+                name=ref_name,
+                forward_ms=_time_torch(ref_fwd, repeats, warmup),
+                forward_backward_ms=ref_grad_ms,
+                speedup=ref_grad_ms / timing.forward_backward_ms,
+            ))
+        log(
+            f"[bench] {name}: fwd {timing.forward_ms:.1f} ms, fwd+bwd "
+            f"{timing.forward_backward_ms:.1f} ms"
+        )
+        results.append(timing)
+    return results
+
+
+def _time_torch(fn: Callable, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _torch_references(data: dict, pred: np.ndarray, num_pairs: int) -> dict:
+    """name -> [(reference name, forward thunk, forward+backward thunk)], in PyTorch."""
+    try:
+        import kornia
+        import torch
+        import torch.nn.functional as F
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise SystemExit(
+            f"--compare needs torch and kornia ({err}); install with pip install -e '.[compare]'"
+        ) from err
+    torch.set_num_threads(_cpu_count())
+    p = torch.tensor(pred)[:, None].requires_grad_(True)
+    t = torch.tensor(data["depth"])[:, None]
+    img = torch.tensor(data["image"]).permute(0, 3, 1, 2).contiguous()
+    mask = torch.tensor(data["mask"])
+    taps = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    g = torch.tensor(taps / taps.sum(), dtype=torch.float32)
+    window = (g[:, None] @ g[None, :])[None, None]
+
+    def pytorch_ssim_loss(a, b):
+        # The pytorch-ssim formula (the seed's SSIM): zero padding, 2-D Gaussian window.
+        mu_a, mu_b = F.conv2d(a, window, padding=5), F.conv2d(b, window, padding=5)
+        var_a = F.conv2d(a * a, window, padding=5) - mu_a**2
+        var_b = F.conv2d(b * b, window, padding=5) - mu_b**2
+        cov = F.conv2d(a * b, window, padding=5) - mu_a * mu_b
+        c1, c2 = 0.01**2, 0.03**2
+        num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+        den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+        return 1 - (num / den).mean()
+
+    gen = torch.Generator().manual_seed(0)
+    flat_mask = mask.reshape(mask.shape[0], -1)
+    valid_idx = [torch.nonzero(m)[:, 0] for m in flat_mask]
+
+    def torch_ranking(a, b):
+        # A straight PyTorch ranking loss: sample pairs among valid pixels, label, loss.
+        pa_all, pb_all = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
+        total = 0.0
+        for i, idx in enumerate(valid_idx):
+            sel = idx[torch.randint(len(idx), (2, num_pairs), generator=gen)]
+            ga, gb = pb_all[i, sel[0]], pb_all[i, sel[1]]
+            ratio = ga / gb
+            r = (ratio >= 1.02).float() - (ratio <= 1 / 1.02).float()
+            diff = pa_all[i, sel[0]] - pa_all[i, sel[1]]
+            loss = torch.where(r != 0, F.softplus(-r * diff), diff**2)
+            total = total + loss.mean()
+        return total / len(valid_idx)
+
+    def torch_ssi(a, b):
+        # MiDaS-style: least-squares scale and shift per image, then mean |residual|.
+        m = mask[:, None].float()
+        a00, a01, a11 = (m * a * a).sum((1, 2, 3)), (m * a).sum((1, 2, 3)), m.sum((1, 2, 3))
+        b0, b1 = (m * a * b).sum((1, 2, 3)), (m * b).sum((1, 2, 3))
+        det = a00 * a11 - a01 * a01
+        s = (a11 * b0 - a01 * b1) / det
+        sh = (-a01 * b0 + a00 * b1) / det
+        res = (s[:, None, None, None] * a + sh[:, None, None, None] - b).abs() * m
+        return (res.sum((1, 2, 3)) / a11).mean()
+
+    def pair(loss_fn):
+        def fwd():
+            with torch.no_grad():
+                loss_fn()
+
+        def fwd_bwd():
+            p.grad = None
+            loss_fn().backward()
+
+        return fwd, fwd_bwd
+
+    refs = {
+        "ssim": [
+            ("kornia.losses.ssim_loss", lambda: kornia.losses.ssim_loss(p, t, 11)),
+            ("pytorch-ssim formula", lambda: pytorch_ssim_loss(p, t)),
+        ],
+        "smoothness": [
+            (
+                "kornia.losses.inverse_depth_smoothness_loss",
+                lambda: kornia.losses.inverse_depth_smoothness_loss(p, img),
+            )
+        ],
+        "ranking": [("PyTorch ranking loss", lambda: torch_ranking(p, t))],
+        "scale_shift": [("PyTorch MiDaS-style SSI", lambda: torch_ssi(p, t))],
+    }
+    return {
+        name: [(label, *pair(fn)) for label, fn in entries] for name, entries in refs.items()
+    }
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def machine_info() -> dict:
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": _cpu_count(),
+    }
+
+
+def format_table(results: list[LossTiming], batch: int, size: int) -> str:
+    header = (
+        f"losses at batch {batch}, {size}x{size} ({jax.default_backend()}, "
+        f"{jax.devices()[0].device_kind})\n"
+        f"{'loss':<22}{'compile s':>10}{'fwd ms':>10}{'fwd+bwd ms':>12}"
+    )
+    lines = [header, "-" * len(header.splitlines()[-1])]
+    for r in results:
+        lines.append(
+            f"{r.name:<22}{r.compile_s:>10.2f}{r.forward_ms:>10.2f}{r.forward_backward_ms:>12.2f}"
+        )
+        for ref in r.references:
+            lines.append(
+                f"{'  vs PyTorch':<22}{'':>10}{ref.forward_ms:>10.2f}"
+                f"{ref.forward_backward_ms:>12.2f}   {ref.name}: ours {ref.speedup:.1f}x faster"
+            )
+    return "\n".join(lines)
+
+
+def write_json(path: str, results: list[LossTiming], **settings) -> None:
+    payload = {
+        "machine": machine_info(),
+        "settings": settings,
+        "results": [dataclasses.asdict(r) for r in results],
+    }
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)
