@@ -27,6 +27,14 @@ def _masked_mean(x: jax.Array, weight: jax.Array, count: jax.Array) -> jax.Array
     return jnp.sum(jnp.where(weight, x, 0.0), axis=(1, 2)) / jnp.maximum(count, 1.0)
 
 
+def _refined_mean(x: jax.Array, weight: jax.Array, count: jax.Array) -> jax.Array:
+    """Masked mean with one correction pass: a float32 mean is off by a rounding error that a
+    large least-squares scale would turn into a constant residual (an affine pred with an
+    offset 500x its spread fitted 10x worse than in float64 without it)."""
+    mean = _masked_mean(x, weight, count)
+    return mean + _masked_mean(x - mean[:, None, None], weight, count)
+
+
 def fit_scale_shift(
     pred: jax.Array, target: jax.Array, mask: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -40,8 +48,8 @@ def fit_scale_shift(
     pred = jnp.where(mask, jnp.asarray(pred, jnp.float32), 0.0)
     target = jnp.where(mask, jnp.asarray(target, jnp.float32), 0.0)
     count = jnp.sum(mask, axis=(1, 2)).astype(jnp.float32)
-    mean_p = _masked_mean(pred, mask, count)
-    mean_t = _masked_mean(target, mask, count)
+    mean_p = _refined_mean(pred, mask, count)
+    mean_t = _refined_mean(target, mask, count)
     dp = pred - mean_p[:, None, None]
     dt = target - mean_t[:, None, None]
     var_p = _masked_mean(dp * dp, mask, count)
@@ -60,7 +68,7 @@ def normalize_target(target: jax.Array, mask: jax.Array) -> jax.Array:
     mask = jnp.asarray(mask, bool)
     target = jnp.where(mask, jnp.asarray(target, jnp.float32), 0.0)
     count = jnp.sum(mask, axis=(1, 2)).astype(jnp.float32)
-    mean = _masked_mean(target, mask, count)[:, None, None]
+    mean = _refined_mean(target, mask, count)[:, None, None]
     centred = jnp.where(mask, target - mean, 0.0)
     deviation = _masked_mean(jnp.abs(centred), mask, count)[:, None, None]
     ok = deviation > 1e-6 * (jnp.abs(mean) + deviation) + _TINY
