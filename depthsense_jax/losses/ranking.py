@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import functools
+from fractions import Fraction
 
 import jax
 import jax.numpy as jnp
@@ -56,8 +57,10 @@ def ranking_loss(
     per_pair = jnp.where(labels != 0, jax.nn.softplus(-labels * diff), alpha * diff * diff)
     keep = counted
     if hard_fraction < 1.0:
-        num_counted = jnp.sum(counted, axis=1, keepdims=True)
-        num_kept = jnp.ceil(hard_fraction * num_counted)
+        num_counted = jnp.sum(counted, axis=1, keepdims=True, dtype=jnp.int32)
+        # ceil(fraction x count) in exact integers: in float32, 0.3 x 100 is 30.000002.
+        frac = Fraction(hard_fraction).limit_denominator(1000)
+        num_kept = (frac.numerator * num_counted + frac.denominator - 1) // frac.denominator
         # Rank pairs by loss, hardest first; uncounted pairs sort last.
         order = jnp.argsort(jnp.where(counted, -jax.lax.stop_gradient(per_pair), jnp.inf), axis=1)
         rank = jnp.argsort(order, axis=1)
