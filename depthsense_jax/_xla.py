@@ -9,7 +9,10 @@ from jax import lax
 
 
 def _cpu_unfused(fn: Callable, *args):
-    leaf = jax.tree.leaves(args)[0].reshape(-1)
+    sized = [leaf for leaf in jax.tree.leaves(args) if leaf.size]
+    if not sized:
+        return fn(*args)
+    leaf = sized[0].reshape(-1)
     # The middle element, not the first: a padded input has a constant first element, and a
     # predicate that XLA can fold removes the conditional.
     probe = leaf[leaf.shape[0] // 2]
