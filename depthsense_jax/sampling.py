@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from depthsense_jax import _checks
 
@@ -53,9 +54,16 @@ def _nth_true(cumulative: jax.Array, rank: jax.Array) -> jax.Array:
     return jnp.searchsorted(cumulative, rank, side="right").astype(jnp.int32)
 
 
-def _random_pairs_one(key: jax.Array, mask: jax.Array, num_pairs: int):
-    flat = mask.reshape(-1)
-    cumulative = jnp.cumsum(flat, dtype=jnp.int32)
+def _inclusive_counts(flags: jax.Array) -> jax.Array:
+    """Inclusive cumsum of (B, N) bool flags along N: (B, N) int32.
+
+    An associative scan: `jnp.cumsum` lowers to a reduce-window that XLA:CPU runs 3.6x slower
+    (8 x 147456 flags: 6.6 ms -> 1.8 ms).
+    """
+    return lax.associative_scan(jnp.add, flags.astype(jnp.int32), axis=1)
+
+
+def _random_pairs_one(key: jax.Array, cumulative: jax.Array, num_pairs: int):
     count = cumulative[-1]
     key_a, key_b = jax.random.split(key)
     rank_a = jax.random.randint(key_a, (num_pairs,), 0, jnp.maximum(count, 1))
@@ -65,7 +73,7 @@ def _random_pairs_one(key: jax.Array, mask: jax.Array, num_pairs: int):
     idx_a = _nth_true(cumulative, rank_a)
     idx_b = _nth_true(cumulative, jnp.minimum(rank_b, jnp.maximum(count - 1, 0)))
     valid = jnp.broadcast_to(count >= 2, (num_pairs,))
-    last = flat.shape[0] - 1
+    last = cumulative.shape[0] - 1
     return Pairs(jnp.minimum(idx_a, last), jnp.minimum(idx_b, last), valid)
 
 
@@ -74,49 +82,55 @@ def random_pairs(key: jax.Array, mask: jax.Array, num_pairs: int = 300) -> Pairs
     """`num_pairs` pairs per image of distinct points drawn uniformly from the valid pixels.
 
     key: PRNG key. mask: (B, H, W) bool. Returns Pairs of shape (B, num_pairs); an image with
-    fewer than two valid pixels gets `valid == False` throughout.
+    fewer than two valid pixels gets `valid == False` throughout. Sampling is by inverse CDF
+    over the mask (cumsum + searchsorted), O(HW + P log HW) per image.
     """
     _checks.check_rank("mask", mask, 3, "(B, H, W)")
     _checks.check_positive_int("num_pairs", num_pairs)
     keys = jax.random.split(key, mask.shape[0])
-    return jax.vmap(_random_pairs_one, in_axes=(0, 0, None))(
-        keys, jnp.asarray(mask, bool), num_pairs
-    )
+    cumulative = _inclusive_counts(jnp.asarray(mask, bool).reshape(mask.shape[0], -1))
+    return jax.vmap(_random_pairs_one, in_axes=(0, 0, None))(keys, cumulative, num_pairs)
 
 
 def _sobel(grey: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Sobel derivatives (d/dcol, d/drow) of an (H, W) map, replicate-padded so that the
+    """Sobel derivatives (d/dcol, d/drow) of (B, H, W) maps, replicate-padded so that the
     image frame is not an edge."""
-    p = jnp.pad(grey, 1, mode="edge")
-    h, w = grey.shape
+    p = jnp.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    h, w = grey.shape[1:]
 
     def s(dr: int, dc: int) -> jax.Array:
-        return p[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+        return p[:, 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
 
     gx = (s(-1, 1) + 2 * s(0, 1) + s(1, 1)) - (s(-1, -1) + 2 * s(0, -1) + s(1, -1))
     gy = (s(1, -1) + 2 * s(1, 0) + s(1, 1)) - (s(-1, -1) + 2 * s(-1, 0) + s(-1, 1))
     return gx, gy
 
 
-def _edge_points_one(key, image, mask, num_anchors, min_dist, max_dist, edge_threshold,
-                     min_magnitude):
-    h, w = mask.shape
-    grey = image @ jnp.asarray(_LUMA, image.dtype) if image.ndim == 3 else image
+def _edges(image, mask, edge_threshold, min_magnitude):
+    """Sobel gradients and edge flags of a batch: gx, gy (B, H, W) float32, edges bool."""
+    if image.ndim == 4:
+        # Weighted channel planes rather than a dot over a minor axis of size 3.
+        grey = sum(c * image[..., i] for i, c in enumerate(_LUMA))
+    else:
+        grey = image
     gx, gy = _sobel(grey)
     magnitude = jnp.sqrt(gx * gx + gy * gy)
-    peak = jnp.max(magnitude)
+    peak = jnp.max(magnitude, axis=(1, 2), keepdims=True)
     edges = (magnitude >= edge_threshold * peak) & (magnitude > min_magnitude) & mask
-    cumulative = jnp.cumsum(edges.reshape(-1), dtype=jnp.int32)
+    return gx, gy, edges
+
+
+def _edge_points_one(key, cumulative, gx, gy, width, num_anchors, min_dist, max_dist):
     count = cumulative[-1]
     key_anchor, key_dist = jax.random.split(key)
     rank = jax.random.randint(key_anchor, (num_anchors,), 0, jnp.maximum(count, 1))
-    anchor = jnp.minimum(_nth_true(cumulative, rank), h * w - 1)
-    theta = jnp.arctan2(gy.reshape(-1)[anchor], gx.reshape(-1)[anchor])
+    anchor = jnp.minimum(_nth_true(cumulative, rank), cumulative.shape[0] - 1)
+    theta = jnp.arctan2(gy[anchor], gx[anchor])
     distance = jax.random.randint(key_dist, (4, num_anchors), min_dist, max_dist + 1)
     # Points a, b lie on the negative side of the edge normal, c, d on the positive side.
     signed = distance * jnp.asarray([-1, -1, 1, 1])[:, None]
-    rows = anchor // w + jnp.round(signed * jnp.sin(theta)).astype(jnp.int32)
-    cols = anchor % w + jnp.round(signed * jnp.cos(theta)).astype(jnp.int32)
+    rows = anchor // width + jnp.round(signed * jnp.sin(theta)).astype(jnp.int32)
+    cols = anchor % width + jnp.round(signed * jnp.cos(theta)).astype(jnp.int32)
     return EdgePoints(anchor, rows, cols, count > 0)
 
 
@@ -159,15 +173,18 @@ def edge_guided_points(
     searchsorted: O(HW + K log HW)). Distances are integers uniform in [min_dist, max_dist].
     """
     _check_edge_args(image, mask, num_anchors, min_dist, max_dist)
-    keys = jax.random.split(key, image.shape[0])
+    batch, _, width = mask.shape
+    keys = jax.random.split(key, batch)
     image = jnp.asarray(image, jnp.float32)
     if image.ndim == 4 and image.shape[-1] == 1:
         image = image[..., 0]
+    gx, gy, edges = _edges(image, jnp.asarray(mask, bool), edge_threshold, min_magnitude)
+    cumulative = _inclusive_counts(edges.reshape(batch, -1))
     one = functools.partial(
-        _edge_points_one, num_anchors=num_anchors, min_dist=min_dist, max_dist=max_dist,
-        edge_threshold=edge_threshold, min_magnitude=min_magnitude,
+        _edge_points_one, width=width, num_anchors=num_anchors, min_dist=min_dist,
+        max_dist=max_dist,
     )
-    return jax.vmap(one)(keys, image, jnp.asarray(mask, bool))
+    return jax.vmap(one)(keys, cumulative, gx.reshape(batch, -1), gy.reshape(batch, -1))
 
 
 @functools.partial(jax.jit, static_argnames=_EDGE_STATIC)
