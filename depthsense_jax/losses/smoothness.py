@@ -10,11 +10,14 @@ from depthsense_jax._reduce import masked_mean
 from depthsense_jax._xla import unfused
 
 
-def _edge_weights(image: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """exp(-mean_c |dI|) along x and y: (B, H, W-1), (B, H-1, W) from (B, H, W, C)."""
-    # Channels as separate (B, H, W) planes: a mean over a minor axis of size 3 runs several
-    # times slower on XLA:CPU than these adds.
-    planes = [image[..., c] for c in range(image.shape[-1])]
+def _edge_weights(image: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """exp(-mean_c |dI|) along x and y: (B, H, W-1), (B, H-1, W) from (B, H, W, C).
+
+    Pixels outside `mask` count as 0 (so that NaN there stays out of the gradient).
+    """
+    # Channels as separate (B, H, W) planes: a mean (or a where) over a minor axis of size 3
+    # runs several times slower on XLA:CPU than these adds.
+    planes = [jnp.where(mask, image[..., c], 0.0) for c in range(image.shape[-1])]
     grad_x = sum(jnp.abs(p[:, :, :-1] - p[:, :, 1:]) for p in planes) / len(planes)
     grad_y = sum(jnp.abs(p[:, :-1] - p[:, 1:]) for p in planes) / len(planes)
     return jnp.exp(-grad_x), jnp.exp(-grad_y)
@@ -48,10 +51,9 @@ def inverse_depth_smoothness_loss(
         # Values outside the mask are never part of a counted difference; zeroing them keeps
         # NaN there out of the gradient (a where() alone would still multiply NaN by 0).
         d = jnp.where(m, d, 0.0)
-        img = jnp.where(m[..., None], img, 0.0)
     # The weights depend on the image alone: computed unfused, they are not recomputed inside
     # the gradient's fusions.
-    weight_x, weight_y = unfused(_edge_weights, img)
+    weight_x, weight_y = unfused(_edge_weights, img, m)
     smooth_x = jnp.abs((d[:, :, :-1] - d[:, :, 1:]) * weight_x)
     smooth_y = jnp.abs((d[:, :-1] - d[:, 1:]) * weight_y)
     valid_x = m[:, :, :-1] & m[:, :, 1:]
