@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from depthsense_jax import _checks, sampling
+from depthsense_jax._reduce import masked_mean
 from depthsense_jax.losses.scale_shift import fit_scale_shift
 from depthsense_jax.losses.ssim import ssim
 
@@ -63,9 +64,7 @@ def align_scale_shift(pred: jax.Array, target: jax.Array, mask: jax.Array) -> ja
 
 
 def _per_image_mean(values, valid):
-    count = jnp.sum(valid, axis=(1, 2))
-    total = jnp.sum(jnp.where(valid, values, 0.0), axis=(1, 2))
-    return jnp.where(count > 0, total / jnp.maximum(count, 1), 0.0).astype(jnp.float32)
+    return masked_mean(values.astype(jnp.float32), valid)[0]
 
 
 @jax.jit
