@@ -1,0 +1,167 @@
+"""Map a torchvision ResNet state dict onto `ResNet` params and batch_stats.
+
+Sources: a `.pth`/`.pt` checkpoint (needs torch), or `.safetensors` / `.npz` holding the same
+key names (`conv1.weight`, `layer1.0.bn1.running_mean`, ...). The classifier (`fc.*`) and
+`num_batches_tracked` counters are not used. Every other key must land on an encoder
+variable of the same shape, and every encoder variable must be filled; otherwise a
+ValueError lists what does not fit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+import numpy as np
+
+_IGNORED = re.compile(r"(^fc\.|num_batches_tracked$)")
+_BN_FIELDS = {
+    "weight": ("params", "scale"),
+    "bias": ("params", "bias"),
+    "running_mean": ("batch_stats", "mean"),
+    "running_var": ("batch_stats", "var"),
+}
+
+
+def load_state_dict(path: str) -> dict[str, np.ndarray]:
+    """Read a torchvision-layout state dict as {key: float32 ndarray}."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"weights file {path!r} does not exist")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".safetensors":
+        from safetensors.numpy import load_file
+
+        raw = load_file(path)
+    elif ext == ".npz":
+        with np.load(path) as data:
+            raw = {k: data[k] for k in data.files}
+    elif ext in (".pth", ".pt", ".bin"):
+        try:
+            import torch
+        except ImportError as err:
+            raise ValueError(
+                f"{path!r} is a PyTorch file and torch is not installed; install torch or "
+                "convert it to .safetensors/.npz with torchvision key names"
+            ) from err
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(raw, Mapping) and "state_dict" in raw:
+            raw = raw["state_dict"]
+        raw = {k: v.detach().float().numpy() for k, v in raw.items()}
+    else:
+        raise ValueError(
+            f"{path!r}: unknown weights format {ext!r}; expected .pth, .pt, .safetensors or .npz"
+        )
+    return {k.removeprefix("module."): np.asarray(v) for k, v in raw.items()}
+
+
+def _target(key: str, value_ndim: int) -> tuple[str, tuple[str, ...]] | None:
+    """torchvision key -> (collection, path in the encoder), or None if not ours."""
+    parts = key.split(".")
+    if parts[0].startswith("layer") and len(parts) >= 4:
+        block = f"{parts[0]}_{parts[1]}"
+        rest = parts[2:]
+        if rest[0] == "downsample":
+            module = "downsample_conv" if rest[1] == "0" else "downsample_bn"
+            rest = [module, *rest[2:]]
+        module, field = rest[0], rest[-1]
+        path = (block, module)
+    elif len(parts) == 2:
+        module, field = parts
+        path = (module,)
+    else:
+        return None
+    if module.startswith("conv") or module == "downsample_conv":
+        return ("params", (*path, "kernel")) if field == "weight" else None
+    if field in _BN_FIELDS:
+        collection, name = _BN_FIELDS[field]
+        return collection, (*path, name)
+    return None
+
+
+def _get(tree: Mapping, path: tuple[str, ...]):
+    for name in path:
+        if not isinstance(tree, Mapping) or name not in tree:
+            return None
+        tree = tree[name]
+    return tree
+
+
+def _flatten(tree: Mapping, prefix=()) -> dict[tuple[str, ...], np.ndarray]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, (*prefix, k)))
+        else:
+            out[(*prefix, k)] = v
+    return out
+
+
+def _unflatten(flat: Mapping[tuple[str, ...], np.ndarray]) -> dict:
+    out: dict = {}
+    for path, value in flat.items():
+        node = out
+        for name in path[:-1]:
+            node = node.setdefault(name, {})
+        node[path[-1]] = value
+    return out
+
+
+def convert_state_dict(state: Mapping[str, np.ndarray], encoder_variables: Mapping) -> dict:
+    """Return {"params": ..., "batch_stats": ...} for the encoder, filled from `state`.
+
+    encoder_variables: the encoder's variables as initialised (shapes to check against),
+    e.g. `{"params": v["params"]["encoder"], "batch_stats": v["batch_stats"]["encoder"]}`.
+    """
+    expected = {
+        (collection, *path): np.shape(value)
+        for collection in ("params", "batch_stats")
+        for path, value in _flatten(encoder_variables.get(collection, {})).items()
+    }
+    filled: dict[tuple[str, ...], np.ndarray] = {}
+    unused, mismatched = [], []
+    for key, value in state.items():
+        if _IGNORED.search(key):
+            continue
+        target = _target(key, np.ndim(value))
+        full = None if target is None else (target[0], *target[1])
+        if full is None or full not in expected:
+            unused.append(key)
+            continue
+        value = np.asarray(value, np.float32)
+        if value.ndim == 4:  # (O, I, kh, kw) -> (kh, kw, I, O)
+            value = value.transpose(2, 3, 1, 0)
+        if value.shape != expected[full]:
+            mismatched.append(f"{key}: {np.shape(state[key])} -> {value.shape}, expected "
+                              f"{expected[full]} at {'/'.join(full)}")
+            continue
+        filled[full] = value
+    missing = sorted("/".join(p) for p in set(expected) - set(filled))
+    if unused or mismatched or missing:
+        lines = []
+        if mismatched:
+            lines.append("shape mismatches:\n  " + "\n  ".join(mismatched))
+        if unused:
+            lines.append("keys with no place in the encoder:\n  " + "\n  ".join(sorted(unused)))
+        if missing:
+            lines.append("encoder variables not in the file:\n  " + "\n  ".join(missing))
+        raise ValueError(
+            "the state dict does not fit this ResNet encoder (check the depth and width):\n"
+            + "\n".join(lines)
+        )
+    grouped = _unflatten(filled)
+    return {"params": grouped.get("params", {}), "batch_stats": grouped.get("batch_stats", {})}
+
+
+def load_encoder_weights(path: str, variables: Mapping) -> dict:
+    """Return a copy of DepthNet `variables` with the encoder replaced by the weights in
+    `path` (a torchvision ResNet state dict)."""
+    encoder = {
+        "params": variables["params"]["encoder"],
+        "batch_stats": variables.get("batch_stats", {}).get("encoder", {}),
+    }
+    converted = convert_state_dict(load_state_dict(path), encoder)
+    out = {k: dict(v) for k, v in variables.items()}
+    out["params"]["encoder"] = converted["params"]
+    out.setdefault("batch_stats", {})["encoder"] = converted["batch_stats"]
+    return out
