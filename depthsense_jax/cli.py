@@ -46,6 +46,68 @@ def _bench_losses(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split_overrides(args: argparse.Namespace) -> list[str]:
+    unknown = [a for a in args.overrides if not a.startswith("--config.")]
+    if unknown:
+        raise SystemExit(f"error: unrecognised arguments {unknown} (overrides: --config.KEY=VALUE)")
+    return args.overrides
+
+
+def _model_summary(args: argparse.Namespace) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    from depthsense_jax.config import load_config, model_from_config
+
+    try:
+        config = load_config(args.config, _split_overrides(args))
+        model = model_from_config(config.model)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    size = args.size or config.image_size
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False)
+    )
+    print(f"DepthNet(encoder_depth={config.model.encoder_depth}, width={config.model.width}, "
+          f"fusion_channels={config.model.fusion_channels}, dtype={config.model.dtype})")
+    print(f"{'module':<12}{'parameters':>14}{'batch_stats':>14}")
+    total = 0
+    for part in ("encoder", "decoder"):
+        n = sum(x.size for x in jax.tree.leaves(shapes["params"][part]))
+        s = sum(x.size for x in jax.tree.leaves(shapes["batch_stats"][part]))
+        total += n
+        print(f"{part:<12}{n:>14,}{s:>14,}")
+    print(f"{'total':<12}{total:>14,}   ({total / 1e6:.1f}M parameters)")
+    if args.table:
+        print(model.tabulate(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)),
+                             depth=2, console_kwargs={"width": 140}))
+    return 0
+
+
+def _convert_weights(args: argparse.Namespace) -> int:
+    import flax.serialization
+    import jax
+    import jax.numpy as jnp
+
+    from depthsense_jax.models import ResNet
+    from depthsense_jax.models.torchvision_import import convert_state_dict, load_state_dict
+
+    encoder = ResNet(depth=args.depth, width=args.width)
+    shapes = jax.eval_shape(lambda: encoder.init(jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
+    try:
+        converted = convert_state_dict(load_state_dict(args.src), shapes)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    with open(args.out, "wb") as f:
+        f.write(flax.serialization.msgpack_serialize(converted))
+    n = sum(x.size for x in jax.tree.leaves(converted["params"]))
+    print(f"wrote {args.out}: ResNet-{args.depth} encoder, {n:,} parameters "
+          f"(load with depthsense_jax.models.torchvision_import or model.pretrained)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depthsense",
@@ -80,12 +142,38 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also time the PyTorch equivalents (needs torch and kornia)")
     losses.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     losses.set_defaults(func=_bench_losses)
+
+    summary = commands.add_parser(
+        "model-summary", help="parameter counts of the model a config describes",
+        description="Parameter counts of DepthNet for a config; overrides as --config.KEY=VALUE.",
+    )
+    summary.add_argument("--config", default="configs/default.py", help="config file")
+    summary.add_argument("--size", type=_positive_int, help="input size (default: image_size)")
+    summary.add_argument("--table", action="store_true", help="also print flax's module table")
+    summary.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    summary.set_defaults(func=_model_summary)
+
+    convert = commands.add_parser(
+        "convert-weights", help="torchvision ResNet weights -> encoder variables (msgpack)",
+        description="Convert a torchvision ResNet state dict (.pth needs torch; .safetensors "
+        "or .npz with torchvision key names) into the encoder's params and batch_stats.",
+    )
+    convert.add_argument("src", help="weights file (.pth, .pt, .safetensors, .npz)")
+    convert.add_argument("out", help="output .msgpack")
+    convert.add_argument("--depth", type=int, default=50, choices=[18, 34, 50, 101])
+    convert.add_argument("--width", type=_positive_int, default=64)
+    convert.set_defaults(func=_convert_weights)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "command", None) != "model-summary":
+            parser.error(f"unrecognised arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     return args.func(args)
 
 

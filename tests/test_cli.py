@@ -78,3 +78,51 @@ def test_bench_compare_times_pytorch(tmp_path):
     names = [ref["name"] for ref in rows["ssim"]["references"]]
     assert names == ["kornia.losses.ssim_loss", "pytorch-ssim formula"]
     assert all(ref["speedup"] > 0 for ref in rows["smoothness"]["references"])
+
+
+def test_model_summary_counts(capsys):
+    assert cli.main(["model-summary", "--config", "configs/default.py"]) == 0
+    out = capsys.readouterr().out
+    assert "52,126,529" in out and "(52.1M parameters)" in out
+    assert cli.main(["model-summary", "--config", "configs/default.py",
+                     "--config.model.encoder_depth=18"]) == 0
+    assert "(29.6M parameters)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("override", ["--config.model.widht=3", "--config.model.width=abc"])
+def test_model_summary_rejects_bad_overrides(override, capsys):
+    assert cli.main(["model-summary", "--config", "configs/default.py", override]) == 2
+    assert "override" in capsys.readouterr().err
+
+
+def test_convert_weights_round_trip(tmp_path, capsys):
+    import flax.serialization
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from depthsense_jax.models import ResNet
+
+    # A torchvision-named .npz made from a Flax encoder's own variables, transposed back.
+    variables = ResNet(depth=18, width=8).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    state = {}
+    for path, value in jax.tree_util.tree_leaves_with_path(variables):
+        names = [p.key for p in path]
+        collection, *module, field = names
+        # layer1_0 -> layer1.0
+        key = ".".join(m.replace("_", ".", 1) if m.startswith("layer") else m for m in module)
+        key = key.replace("downsample_conv", "downsample.0").replace("downsample_bn",
+                                                                      "downsample.1")
+        torch_field = {"kernel": "weight", "scale": "weight", "bias": "bias",
+                       "mean": "running_mean", "var": "running_var"}[field]
+        array = np.asarray(value)
+        state[f"{key}.{torch_field}"] = array.transpose(3, 2, 0, 1) if array.ndim == 4 else array
+    src = tmp_path / "r18.npz"
+    np.savez(src, **state)
+    out = tmp_path / "enc.msgpack"
+    assert cli.main(["convert-weights", str(src), str(out), "--depth", "18", "--width", "8"]) == 0
+    restored = flax.serialization.msgpack_restore(out.read_bytes())
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(dict(variables)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert cli.main(["convert-weights", str(src), str(out), "--depth", "34", "--width", "8"]) == 1
+    assert "not in the file" in capsys.readouterr().err

@@ -1,0 +1,63 @@
+"""Load `get_config()` Python files and apply `--config.a.b=value` overrides."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import os
+
+import jax.numpy as jnp
+import ml_collections
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def load_config(path: str, overrides: list[str] | None = None) -> ml_collections.ConfigDict:
+    """Run `path`'s get_config() and apply overrides such as `model.width=16`."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} does not exist")
+    spec = importlib.util.spec_from_file_location("depthsense_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"config file {path!r} defines no get_config()")
+    config = module.get_config()
+    for item in overrides or []:
+        key, sep, text = item.removeprefix("--config.").removeprefix("config.").partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} must look like config.KEY=VALUE")
+        node = config
+        *parents, leaf = key.split(".")
+        for name in parents:
+            if name not in node:
+                raise ValueError(f"override {item!r}: no config field {key!r}")
+            node = node[name]
+        if leaf not in node:
+            raise ValueError(f"override {item!r}: no config field {key!r}")
+        old = node[leaf]
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        if isinstance(old, str):
+            value = text
+        elif isinstance(old, bool) != isinstance(value, bool) or (
+            isinstance(old, int | float) and not isinstance(value, int | float)
+        ):
+            raise ValueError(f"override {item!r}: {key} is {type(old).__name__}, got {text!r}")
+        node[leaf] = type(old)(value) if isinstance(old, int | float) else value
+    return config
+
+
+def model_from_config(model_config: ml_collections.ConfigDict):
+    """DepthNet for a config's `model` section."""
+    from depthsense_jax.models import DepthNet
+
+    if model_config.dtype not in DTYPES:
+        raise ValueError(
+            f"model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}"
+        )
+    return DepthNet(
+        encoder_depth=model_config.encoder_depth, width=model_config.width,
+        fusion_channels=model_config.fusion_channels, dtype=DTYPES[model_config.dtype],
+    )
