@@ -15,6 +15,16 @@ def get_config() -> ml_collections.ConfigDict:
     # before step 0, or "" for random initialisation.
     config.model.pretrained = ""
 
+    config.loss = ml_collections.ConfigDict()
+    # Weight of each loss by name (depthsense_jax.losses.LOSS_NAMES); 0 = not computed.
+    config.loss.weights = ml_collections.ConfigDict(
+        {"ranking": 1.0, "edge_guided_ranking": 1.0, "ssim": 1.0, "smoothness": 0.1}
+    )
+    # Hyperparameters of the parts (depthsense_jax.losses.LossOptions).
+    config.loss.options = ml_collections.ConfigDict(
+        {"num_pairs": 300, "num_anchors": 100, "ranking_sigma": 0.02, "edge_sigma": 0.03}
+    )
+
     config.image_size = 384  # training crop, pixels (a multiple of 32)
     config.batch_size = 8  # global batch
     config.seed = 0

@@ -308,3 +308,184 @@ def write_json(path: str, results: list[LossTiming], **settings) -> None:
     }
     with open(path, "w") as f:
         json.dump(payload, f, indent=2)
+
+
+# Dense bf16 peak of the chips we record model FLOP utilisation on (vendor figures).
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12,
+                   "TPU v5 lite": 197e12, "TPU v5p": 459e12}
+
+
+def peak_flops(device_kind: str) -> float | None:
+    for name, flops in PEAK_BF16_FLOPS.items():
+        if name.lower() in device_kind.lower():
+            return flops
+    return None
+
+
+@dataclasses.dataclass
+class ModelTiming:
+    config: str
+    encoder_depth: int
+    dtype: str
+    batch: int
+    size: int
+    params: int
+    compile_s: float
+    forward_ms: float
+    train_step_ms: float
+    train_step_flops: float | None
+    references: list[Reference] = dataclasses.field(default_factory=list)
+
+    @property
+    def forward_images_per_s(self) -> float:
+        return 1e3 * self.batch / self.forward_ms
+
+    @property
+    def train_images_per_s(self) -> float:
+        return 1e3 * self.batch / self.train_step_ms
+
+    @property
+    def mfu(self) -> float | None:
+        peak = peak_flops(jax.devices()[0].device_kind)
+        if not peak or not self.train_step_flops:
+            return None
+        return self.train_step_flops / (self.train_step_ms * 1e-3) / peak
+
+
+def _flops(compiled) -> float | None:
+    try:
+        analysis = compiled.cost_analysis()
+    except Exception:  # cost analysis is best effort and backend dependent
+        return None
+    if isinstance(analysis, list):
+        analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+def bench_model(
+    config,
+    config_name: str,
+    batch: int,
+    size: int,
+    repeats: int = 20,
+    warmup: int = 3,
+    compare: bool = False,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+) -> ModelTiming:
+    """Forward (inference) and training-step forward+backward (the config's combined loss,
+    gradients w.r.t. all params, BatchNorm in train mode) of the config's model."""
+    from depthsense_jax.config import model_from_config
+
+    model = model_from_config(config.model)
+    data = make_batch(batch, size)
+    data.pop("pred")
+    b = {k: jnp.asarray(v) for k, v in data.items()}
+    variables = model.init(jax.random.PRNGKey(0), b["image"][:1])
+    weights = dict(config.loss.weights)
+    options = dict(config.loss.options)
+    key = jax.random.PRNGKey(1)
+
+    def forward(v, images):
+        return model.apply(v, images)
+
+    def loss_fn(params, batch_stats, batch):
+        pred, updates = model.apply(
+            {"params": params, "batch_stats": batch_stats}, batch["image"], train=True,
+            mutable=["batch_stats"],
+        )
+        total, _ = losses.combined_loss(key, pred, batch, weights, options)
+        return total, updates["batch_stats"]
+
+    step = jax.value_and_grad(loss_fn, has_aux=True)
+    log(f"[bench] {config_name}: compiling forward and training step at {batch}x{size}x{size} ...")
+    fwd, t_fwd = _compile(forward, variables, b["image"])
+    train, t_train = _compile(step, variables["params"], variables["batch_stats"], b)
+    timing = ModelTiming(
+        config=config_name, encoder_depth=config.model.encoder_depth, dtype=config.model.dtype,
+        batch=batch, size=size,
+        params=sum(x.size for x in jax.tree.leaves(variables["params"])),
+        compile_s=t_fwd + t_train,
+        forward_ms=time_call(fwd, variables, b["image"], repeats=repeats, warmup=warmup),
+        train_step_ms=time_call(train, variables["params"], variables["batch_stats"], b,
+                                repeats=repeats, warmup=warmup),
+        train_step_flops=_flops(train),
+    )
+    if compare:
+        timing.references.append(_torch_model_reference(config, data, repeats, warmup, timing,
+                                                        log))
+    return timing
+
+
+def _torch_model_reference(config, data, repeats, warmup, timing, log) -> Reference:
+    try:
+        import torch
+
+        from depthsense_jax.torch_reference import TorchDepthNet
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise SystemExit(f"--compare needs torch ({err}); pip install -e '.[compare]'") from err
+    torch.set_num_threads(_cpu_count())
+    net = TorchDepthNet(config.model.encoder_depth, config.model.width,
+                        config.model.fusion_channels)
+    images = torch.tensor(data["image"]).permute(0, 3, 1, 2).contiguous()
+    depth = torch.tensor(data["depth"])
+    log("[bench] timing the same architecture in PyTorch ...")
+
+    def fwd():
+        net.eval()
+        with torch.no_grad():
+            net(images)
+
+    def fwd_bwd():
+        net.train()
+        net.zero_grad(set_to_none=True)
+        # The model's cost: a plain squared error stands in for our combined loss.
+        ((net(images) - depth) ** 2).mean().backward()
+
+    train_ms = _time_torch(fwd_bwd, repeats, warmup)
+    return Reference(
+        name=f"PyTorch {torch.__version__} (oneDNN), MSE loss",
+        forward_ms=_time_torch(fwd, repeats, warmup),
+        forward_backward_ms=train_ms,
+        speedup=train_ms / timing.train_step_ms,
+    )
+
+
+def format_model_table(t: ModelTiming) -> str:
+    dev = jax.devices()[0]
+    lines = [
+        f"{t.config}: DepthNet ResNet-{t.encoder_depth} ({t.params / 1e6:.1f}M params), "
+        f"{t.dtype}, batch {t.batch}, {t.size}x{t.size}, on {dev.platform} ({dev.device_kind})",
+        f"  compile                 {t.compile_s:8.1f} s",
+        f"  forward (inference)     {t.forward_ms:8.1f} ms/batch  {t.forward_images_per_s:8.1f} "
+        "images/s",
+        f"  train step (fwd+bwd)    {t.train_step_ms:8.1f} ms/batch  {t.train_images_per_s:8.1f} "
+        "images/s",
+    ]
+    if t.train_step_flops:
+        achieved = t.train_step_flops / (t.train_step_ms * 1e-3)
+        line = f"  train step FLOPs        {t.train_step_flops / 1e9:8.1f} GFLOP  ->  "
+        line += f"{achieved / 1e12:.2f} TFLOP/s"
+        if t.mfu is not None:
+            line += f", MFU {100 * t.mfu:.1f}% of {peak_flops(dev.device_kind) / 1e12:.0f} bf16"
+        lines.append(line)
+    for ref in t.references:
+        lines.append(
+            f"  {ref.name}: forward {ref.forward_ms:.1f} ms, fwd+bwd {ref.forward_backward_ms:.1f}"
+            f" ms ({1e3 * t.batch / ref.forward_backward_ms:.1f} images/s); ours "
+            f"{ref.speedup:.2f}x its training speed"
+        )
+    return "\n".join(lines)
+
+
+def write_model_json(path: str, t: ModelTiming, **settings) -> None:
+    payload = {
+        "machine": machine_info(),
+        "settings": settings,
+        "result": dict(
+            dataclasses.asdict(t), forward_images_per_s=t.forward_images_per_s,
+            train_images_per_s=t.train_images_per_s, mfu=t.mfu,
+        ),
+    }
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)

@@ -46,6 +46,35 @@ def _bench_losses(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_model(args: argparse.Namespace) -> int:
+    from depthsense_jax import bench
+    from depthsense_jax.config import load_config
+
+    try:
+        config = load_config(args.config, _split_overrides(args))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    batch = args.batch or config.batch_size
+    size = args.size or config.image_size
+    if size % 32:
+        print(f"error: --size must be a multiple of 32, got {size}", file=sys.stderr)
+        return 2
+    timing = bench.bench_model(
+        config, args.config, batch, size, repeats=args.repeats, warmup=args.warmup,
+        compare=args.compare,
+    )
+    print(bench.format_model_table(timing))
+    if args.json:
+        bench.write_model_json(
+            args.json, timing, config=args.config, overrides=args.overrides, batch=batch,
+            size=size, repeats=args.repeats, warmup=args.warmup,
+            command=" ".join(["depthsense", *sys.argv[1:]]),
+        )
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _split_overrides(args: argparse.Namespace) -> list[str]:
     unknown = [a for a in args.overrides if not a.startswith("--config.")]
     if unknown:
@@ -143,6 +172,25 @@ def build_parser() -> argparse.ArgumentParser:
     losses.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     losses.set_defaults(func=_bench_losses)
 
+    model = bench_kinds.add_parser(
+        "model",
+        help="forward and training-step speed of a config's model, in images/s",
+        description="Time DepthNet inference and a training step (forward+backward with the "
+        "config's combined loss). Overrides as --config.KEY=VALUE.",
+    )
+    model.add_argument("--config", default="configs/default.py", help="config file")
+    model.add_argument("--batch", type=_positive_int, help="images (default: batch_size)")
+    model.add_argument("--size", type=_positive_int,
+                       help="height = width, a multiple of 32 (default: image_size)")
+    model.add_argument("--repeats", type=_positive_int, default=10,
+                       help="timed runs; the median is reported (default 10)")
+    model.add_argument("--warmup", type=_positive_int, default=2, help="untimed runs (default 2)")
+    model.add_argument("--compare", action="store_true",
+                       help="also time the same architecture in PyTorch (needs torch)")
+    model.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    model.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    model.set_defaults(func=_bench_model)
+
     summary = commands.add_parser(
         "model-summary", help="parameter counts of the model a config describes",
         description="Parameter counts of DepthNet for a config; overrides as --config.KEY=VALUE.",
@@ -171,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if getattr(args, "command", None) != "model-summary":
+        if not hasattr(args, "overrides"):
             parser.error(f"unrecognised arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
     return args.func(args)

@@ -61,3 +61,19 @@ def model_from_config(model_config: ml_collections.ConfigDict):
         encoder_depth=model_config.encoder_depth, width=model_config.width,
         fusion_channels=model_config.fusion_channels, dtype=DTYPES[model_config.dtype],
     )
+
+
+def create_variables(model_config: ml_collections.ConfigDict, key, image_size: int = 64):
+    """Initialise DepthNet variables for a config; load `model.pretrained` (torchvision
+    ResNet weights) into the encoder when it is set. This is what training runs before
+    step 0."""
+    import jax
+
+    model = model_from_config(model_config)
+    variables = model.init(key, jnp.zeros((1, image_size, image_size, 3), jnp.float32))
+    if model_config.pretrained:
+        from depthsense_jax.models.torchvision_import import load_encoder_weights
+
+        variables = load_encoder_weights(model_config.pretrained, variables)
+        variables = jax.tree.map(jnp.asarray, variables)
+    return model, variables
