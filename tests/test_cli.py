@@ -126,3 +126,24 @@ def test_convert_weights_round_trip(tmp_path, capsys):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert cli.main(["convert-weights", str(src), str(out), "--depth", "34", "--width", "8"]) == 1
     assert "not in the file" in capsys.readouterr().err
+
+
+def test_bench_model_tiny(tmp_path, capsys):
+    out = tmp_path / "model.json"
+    code = cli.main([
+        "bench", "model", "--config", "configs/default.py", "--config.model.encoder_depth=18",
+        "--config.model.width=8", "--config.model.fusion_channels=16", "--batch", "1",
+        "--size", "64", "--repeats", "1", "--warmup", "1", "--json", str(out),
+    ])
+    assert code == 0
+    assert "images/s" in capsys.readouterr().out
+    result = json.loads(out.read_text())["result"]
+    assert result["encoder_depth"] == 18 and result["batch"] == 1 and result["size"] == 64
+    assert result["train_images_per_s"] > 0 and result["forward_images_per_s"] > 0
+    # Lowered-HLO FLOPs: a training step costs more than a forward pass, both well above 0.
+    assert result["train_step_flops"] > 1e7
+
+
+def test_bench_model_rejects_bad_size(capsys):
+    assert cli.main(["bench", "model", "--size", "100"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err

@@ -52,26 +52,29 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
         raise ValueError(
             f"{path!r}: unknown weights format {ext!r}; expected .pth, .pt, .safetensors or .npz"
         )
-    return {k.removeprefix("module."): np.asarray(v) for k, v in raw.items()}
+    return {k.removeprefix("module."): np.asarray(v, np.float32) for k, v in raw.items()}
 
 
-def _target(key: str, value_ndim: int) -> tuple[str, tuple[str, ...]] | None:
-    """torchvision key -> (collection, path in the encoder), or None if not ours."""
+_BLOCK_MODULES = {"conv1", "bn1", "conv2", "bn2", "conv3", "bn3"}
+
+
+def _target(key: str) -> tuple[str, tuple[str, ...]] | None:
+    """torchvision key -> (collection, path in the encoder), or None if it is not one of the
+    exact forms `conv1.weight`, `bn1.<field>`, `layerX.Y.<module>.<field>` or
+    `layerX.Y.downsample.{0,1}.<field>`."""
     parts = key.split(".")
-    if parts[0].startswith("layer") and len(parts) >= 4:
-        block = f"{parts[0]}_{parts[1]}"
-        rest = parts[2:]
-        if rest[0] == "downsample":
-            module = "downsample_conv" if rest[1] == "0" else "downsample_bn"
-            rest = [module, *rest[2:]]
-        module, field = rest[0], rest[-1]
-        path = (block, module)
-    elif len(parts) == 2:
-        module, field = parts
-        path = (module,)
+    if len(parts) == 2 and parts[0] in ("conv1", "bn1"):
+        path, field = (parts[0],), parts[1]
+    elif (len(parts) == 4 and re.fullmatch(r"layer[1-4]", parts[0]) and parts[1].isdigit()
+          and parts[2] in _BLOCK_MODULES):
+        path, field = (f"{parts[0]}_{parts[1]}", parts[2]), parts[3]
+    elif (len(parts) == 5 and re.fullmatch(r"layer[1-4]", parts[0]) and parts[1].isdigit()
+          and parts[2] == "downsample" and parts[3] in ("0", "1")):
+        module = "downsample_conv" if parts[3] == "0" else "downsample_bn"
+        path, field = (f"{parts[0]}_{parts[1]}", module), parts[4]
     else:
         return None
-    if module.startswith("conv") or module == "downsample_conv":
+    if "conv" in path[-1]:
         return ("params", (*path, "kernel")) if field == "weight" else None
     if field in _BN_FIELDS:
         collection, name = _BN_FIELDS[field]
@@ -123,7 +126,7 @@ def convert_state_dict(state: Mapping[str, np.ndarray], encoder_variables: Mappi
     for key, value in state.items():
         if _IGNORED.search(key):
             continue
-        target = _target(key, np.ndim(value))
+        target = _target(key)
         full = None if target is None else (target[0], *target[1])
         if full is None or full not in expected:
             unused.append(key)

@@ -1,0 +1,149 @@
+"""Plain-PyTorch ResNet in torchvision's layout, as a reference for the Flax encoder.
+
+Written for the tests (torchvision is not a dependency). Module and state-dict names follow
+torchvision's `resnet.py`: `conv1`, `bn1`, `maxpool`, `layer1..layer4` of `BasicBlock`
+(ResNet-18/34) or `Bottleneck` (ResNet-50/101, v1.5: the stride sits on the 3x3 conv), each with
+an optional `downsample` = Sequential(1x1 conv, BN), then `avgpool` and `fc`. `width` is the
+first stage's channel count (64 in torchvision); stage i has width * 2**i planes.
+`forward_features` returns the four stage outputs C2..C5 (NCHW).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+BLOCKS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+}
+
+
+def conv3x3(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.relu(y + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None):
+        super().__init__()
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU()
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return self.relu(y + identity)
+
+
+class TorchResNet(nn.Module):
+    def __init__(self, depth: int = 50, width: int = 64, num_classes: int = 1000):
+        super().__init__()
+        kind, counts = BLOCKS[depth]
+        block = BasicBlock if kind == "basic" else Bottleneck
+        self.inplanes = width
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, width, counts[0], 1)
+        self.layer2 = self._make_layer(block, width * 2, counts[1], 2)
+        self.layer3 = self._make_layer(block, width * 4, counts[2], 2)
+        self.layer4 = self._make_layer(block, width * 8, counts[3], 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(width * 8 * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes: int, count: int, stride: int) -> nn.Sequential:
+        out = planes * block.expansion
+        downsample = None
+        if stride != 1 or self.inplanes != out:
+            downsample = nn.Sequential(conv1x1(self.inplanes, out, stride), nn.BatchNorm2d(out))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = out
+        layers += [block(out, planes) for _ in range(1, count)]
+        return nn.Sequential(*layers)
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c2 = self.layer1(x)
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        c5 = self.layer4(c4)
+        return c2, c3, c4, c5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c5 = self.forward_features(x)[-1]
+        return self.fc(torch.flatten(self.avgpool(c5), 1))
+
+
+def make_resnet(depth: int = 18, width: int = 64, seed: int = 0) -> TorchResNet:
+    """A TorchResNet in eval mode with random conv/fc weights, random BN affine params and
+    random BN running statistics (positive variances).
+
+    The running statistics are the batch statistics of one random batch (so that activations
+    stay O(1) through 100 layers, as in a trained network, and a small error anywhere shows at
+    the output), then randomly perturbed: var * U(0.5, 2), mean + 0.2 N(0, 1) sqrt(var).
+    """
+    torch.manual_seed(seed)
+    model = TorchResNet(depth, width)
+    gen = torch.Generator().manual_seed(seed + 1)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.weight[0].numel()
+                module.weight.normal_(0.0, (2.0 / fan_in) ** 0.5, generator=gen)
+            elif isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                module.bias.copy_(0.2 * torch.randn(n, generator=gen))
+            elif isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, 0.01, generator=gen)
+                module.bias.normal_(0.0, 0.01, generator=gen)
+        # Calibrate: momentum=None makes the running stats the (cumulative) batch statistics.
+        for bn in norms:
+            bn.reset_running_stats()
+            bn.momentum = None
+        model.train()
+        model.forward_features(torch.randn(4, 3, 64, 64, generator=gen))
+        for bn in norms:
+            n = bn.num_features
+            bn.momentum = 0.1
+            bn.running_var.mul_(0.5 + 1.5 * torch.rand(n, generator=gen)).clamp_(min=1e-3)
+            bn.running_mean.add_(0.2 * torch.randn(n, generator=gen) * bn.running_var.sqrt())
+            bn.num_batches_tracked.fill_(int(torch.randint(1, 1000, (1,), generator=gen)))
+    return model.eval()
