@@ -356,10 +356,13 @@ def _flops(fn: Callable, *args) -> float | None:
     """FLOPs of `fn(*args)` from XLA's cost analysis of the lowered (unoptimised) HLO.
 
     Not of the compiled program: on GPU the convolutions become cuDNN custom calls that the
-    compiled cost analysis counts as 0 (it reported 0.3% MFU for a 35% run).
+    compiled cost analysis counts as 0 (it reported 0.3% MFU for a 35% run). Lowered for the
+    CPU, whose cost analysis answers everywhere (jax 0.11's GPU lowering returned none); the
+    FLOPs of convolutions and matmuls do not depend on the platform.
     """
     try:
-        analysis = jax.jit(fn).lower(*args).cost_analysis()
+        lowered = jax.jit(fn).trace(*args).lower(lowering_platforms=("cpu",))
+        analysis = lowered.cost_analysis()
     except Exception:  # cost analysis is best effort and backend dependent
         return None
     if isinstance(analysis, list):
