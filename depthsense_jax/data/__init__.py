@@ -1,0 +1,1 @@
+"""Datasets: ReDWeb, built-in synthetic scenes, and the tf.data input pipeline."""

@@ -1,0 +1,192 @@
+"""TFDS builder for ReDWeb V1 (Xian et al. 2018): 3,600 web stereo images with relative depth.
+
+The dataset cannot be downloaded here: users place it in the manual directory. The builder
+stores the raw RD maps untouched; `rd_to_depth` converts them to our orientation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+
+import cv2
+import numpy as np
+import tensorflow_datasets as tfds
+
+log = logging.getLogger(__name__)
+
+VALIDATION_PERCENT = 5
+_ARCHIVES = ("ReDWeb_V1.zip", "ReDWeb_V1.tar.gz", "ReDWeb_V1.tgz", "ReDWeb_V1.tar")
+
+
+def rd_to_depth(rd: np.ndarray, keep_sky: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """ReDWeb RD map -> (depth, mask) in our orientation.
+
+    rd: (H, W) uint8 RD map, where the nearest surface is near 0, far surfaces are large and
+    255 marks sky / unknown background. Returns depth = 1 - RD / 255 as float32 (larger =
+    nearer, affine in RD so scale-shift-invariant losses stay meaningful; sky becomes 0) and
+    mask = RD != 255, or all True with `keep_sky` (sky is ordinal information: the farthest
+    thing in the photo).
+    """
+    rd = np.asarray(rd)
+    if rd.dtype != np.uint8:
+        raise ValueError(f"RD map must be uint8, got {rd.dtype}")
+    depth = 1.0 - rd.astype(np.float32) / 255.0
+    mask = np.ones(rd.shape, bool) if keep_sky else rd != 255
+    return depth, mask
+
+
+def split_of(stem: str) -> str:
+    """'validation' for about VALIDATION_PERCENT% of file stems, by an MD5 hash of the stem
+    (stable across machines and Python versions), else 'train'."""
+    bucket = int(hashlib.md5(stem.encode("utf-8")).hexdigest(), 16) % 100
+    return "validation" if bucket < VALIDATION_PERCENT else "train"
+
+
+class BadExample(ValueError):
+    """One unusable example; `reason` is a short tag for the skip counts."""
+
+    def __init__(self, path: str, reason: str, detail: str):
+        super().__init__(f"{path}: {detail}")
+        self.reason = reason
+
+
+def _complete(path: str, data: bytes) -> bool:
+    """False for a JPEG without its end marker or a PNG without its IEND chunk (truncated)."""
+    lower = path.lower()
+    if lower.endswith((".jpg", ".jpeg")):
+        return data.rstrip(b"\0").endswith(b"\xff\xd9")
+    if lower.endswith(".png"):
+        return b"IEND" in data[-16:]
+    return True
+
+
+def read_pair(image_path: str, rd_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and check one example: (RGB uint8 (H, W, 3), RD uint8 (H, W)).
+
+    Greyscale images become RGB and RGBA images drop alpha. Raises BadExample (a
+    ValueError) naming the file for a missing, empty, truncated or undecodable file, a
+    non-8-bit RD map, or sizes that differ.
+    """
+    if not os.path.exists(rd_path):
+        raise BadExample(image_path, "missing depth",
+                         f"no depth file {os.path.basename(rd_path)} beside it")
+    arrays = []
+    for path in (image_path, rd_path):
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data:
+            raise BadExample(path, "empty", "empty file")
+        if not _complete(path, data):
+            raise BadExample(path, "truncated", "truncated file")
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if array is None:
+            raise BadExample(path, "corrupt", "not a decodable image")
+        arrays.append(array)
+    image, rd = arrays
+    if image.ndim == 2:
+        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    elif image.shape[2] == 4:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    else:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if image.dtype != np.uint8:
+        raise BadExample(image_path, "format", f"expected an 8-bit image, got {image.dtype}")
+    if rd.ndim == 3:
+        raise BadExample(rd_path, "format",
+                         f"expected a single-channel RD map, got {rd.shape[2]} channels")
+    if rd.dtype != np.uint8:
+        raise BadExample(rd_path, "format", f"expected an 8-bit RD map, got {rd.dtype}")
+    if image.shape[:2] != rd.shape:
+        raise BadExample(
+            image_path, "size mismatch",
+            f"image is {image.shape[1]}x{image.shape[0]} but its RD map "
+            f"{os.path.basename(rd_path)} is {rd.shape[1]}x{rd.shape[0]}",
+        )
+    return image, rd
+
+
+def find_root(manual_dir: str, extract=None) -> str:
+    """The folder holding Imgs/ and RDs/ inside `manual_dir` (the folder itself, a
+    ReDWeb_V1/ subfolder, or an archive extracted with `extract(path) -> folder`)."""
+    manual_dir = os.path.expanduser(manual_dir)
+    for candidate in (manual_dir, os.path.join(manual_dir, "ReDWeb_V1")):
+        if os.path.isdir(os.path.join(candidate, "Imgs")):
+            return candidate
+    for name in _ARCHIVES:
+        archive = os.path.join(manual_dir, name)
+        if os.path.exists(archive) and extract is not None:
+            return find_root(str(extract(archive)))
+    raise ValueError(
+        f"no ReDWeb folder in {manual_dir!r}: expected {manual_dir}/ReDWeb_V1/Imgs/*.jpg with "
+        f"{manual_dir}/ReDWeb_V1/RDs/*.png, or one of {list(_ARCHIVES)}"
+    )
+
+
+def list_examples(root: str) -> list[tuple[str, str, str]]:
+    """(stem, image path, RD path) for every image in root/Imgs, sorted by stem."""
+    images = os.path.join(root, "Imgs")
+    names = sorted(
+        n for n in os.listdir(images) if n.lower().endswith((".jpg", ".jpeg", ".png"))
+    )
+    if not names:
+        raise ValueError(f"{images} holds no .jpg images")
+    out = []
+    for name in names:
+        stem = os.path.splitext(name)[0]
+        out.append((stem, os.path.join(images, name), os.path.join(root, "RDs", stem + ".png")))
+    return out
+
+
+class Redweb(tfds.core.GeneratorBasedBuilder):
+    """ReDWeb V1: RGB web images with relative depth (RD) maps from stereo."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Raw RD maps, hash-based 95/5 train/validation split."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    Download ReDWeb V1 (https://sites.google.com/site/redwebcvpr18/) and place it in the
+    manual directory (`depthsense data build redweb --manual-dir DIR`, default
+    ~/tensorflow_datasets/downloads/manual) as either
+      DIR/ReDWeb_V1/Imgs/<name>.jpg and DIR/ReDWeb_V1/RDs/<name>.png
+    or the archive DIR/ReDWeb_V1.zip / ReDWeb_V1.tar.gz. About 5% of images (chosen by an MD5
+    hash of the file name) form the validation split.
+    """
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3), dtype=np.uint8),
+                "depth": tfds.features.Image(
+                    shape=(None, None, 1), dtype=np.uint8, encoding_format="png"
+                ),
+                "file_name": tfds.features.Text(),
+            }),
+            description="ReDWeb V1 relative depth (raw RD maps: near ~0, far large, 255 sky).",
+            homepage="https://sites.google.com/site/redwebcvpr18/",
+        )
+
+    def _split_generators(self, dl_manager):
+        root = find_root(dl_manager.manual_dir, extract=dl_manager.extract)
+        examples = list_examples(root)
+        return {
+            split: self._generate_examples(
+                [e for e in examples if split_of(e[0]) == split], split
+            )
+            for split in ("train", "validation")
+        }
+
+    def _generate_examples(self, examples, split):
+        skipped: Counter = Counter()
+        for stem, image_path, rd_path in examples:
+            try:
+                image, rd = read_pair(image_path, rd_path)
+            except BadExample as err:
+                skipped[err.reason] += 1
+                log.warning("ReDWeb: skipping %s", err)
+                continue
+            yield stem, {"image": image, "depth": rd[..., None], "file_name": stem}
+        if skipped:
+            log.warning("ReDWeb %s: skipped %d examples (%s)", split, sum(skipped.values()),
+                        dict(skipped))
