@@ -25,6 +25,17 @@ def get_config() -> ml_collections.ConfigDict:
         {"num_pairs": 300, "num_anchors": 100, "ranking_sigma": 0.02, "edge_sigma": 0.03}
     )
 
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "synthetic_scenes/160"  # TFDS name: "synthetic_scenes/160", "redweb"
+    config.data.data_dir = ""  # TFDS data_dir ("" = ~/tensorflow_datasets)
+    config.data.manual_dir = ""  # where the ReDWeb folder or archive is (redweb only)
+    config.data.keep_sky = False  # ReDWeb: keep RD=255 (sky) pixels valid, as depth 0
+    config.data.shuffle_buffer = 512  # examples (encoded) in the shuffle buffer
+    config.data.scale_min = 1.0  # random scale of the short side, relative to image_size
+    config.data.scale_max = 1.5
+    config.data.flip = True  # random horizontal flips (image and depth together)
+    config.data.color_jitter = 0.2  # brightness delta, contrast and saturation +- this
+
     config.image_size = 384  # training crop, pixels (a multiple of 32)
     config.batch_size = 8  # global batch
     config.seed = 0
