@@ -75,6 +75,96 @@ def _bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+_DATASETS = {"synthetic": "synthetic_scenes/160", "redweb": "redweb"}
+
+
+def _data_config(args: argparse.Namespace):
+    from depthsense_jax.config import load_config
+
+    config = load_config(args.config, _split_overrides(args))
+    if getattr(args, "name", None):
+        config.data.name = _DATASETS.get(args.name, args.name)
+    if getattr(args, "data_dir", None):
+        config.data.data_dir = args.data_dir
+    if getattr(args, "manual_dir", None):
+        config.data.manual_dir = args.manual_dir
+    return config
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    import os
+
+    import tensorflow_datasets as tfds
+
+    from depthsense_jax.data import pipeline
+
+    try:
+        config = _data_config(args)
+        name = config.data.name
+        if name.startswith("redweb"):
+            data_dir = os.path.expanduser(config.data.data_dir) if config.data.data_dir else None
+            builder = tfds.builder(name, data_dir=data_dir)
+            manual = os.path.expanduser(config.data.manual_dir) if config.data.manual_dir else None
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(manual_dir=manual)
+            )
+        else:
+            builder = pipeline.builder_for(config.data)
+    except (ValueError, FileNotFoundError, AssertionError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for split, info in builder.info.splits.items():
+        print(f"{builder.info.full_name} {split}: {info.num_examples} examples")
+    print(f"in {builder.data_dir}")
+    return 0
+
+
+def _data_show(args: argparse.Namespace) -> int:
+    from depthsense_jax.data import pipeline, show
+
+    try:
+        config = _data_config(args)
+        config.batch_size = args.num
+        if args.size:
+            config.image_size = args.size
+        batch = next(iter(pipeline.make_dataset(config, args.split,
+                                                training=not args.no_augment)))
+        show.write_rgb(args.out, show.sample_grid(batch, args.num))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {args.num} examples of {config.data.name} ({args.split}), "
+          "image | depth | mask")
+    return 0
+
+
+def _bench_input(args: argparse.Namespace) -> int:
+    import time
+
+    from depthsense_jax.data import pipeline
+
+    try:
+        config = _data_config(args)
+        if args.batch:
+            config.batch_size = args.batch
+        iterator = iter(pipeline.make_dataset(config, "train"))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for _ in range(args.warmup):
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(args.batches):
+        next(iterator)
+    seconds = time.perf_counter() - start
+    rate = args.batches / seconds
+    print(f"input pipeline {config.data.name}, batch {config.batch_size}, "
+          f"{config.image_size}x{config.image_size}: {rate:.2f} batches/s "
+          f"({rate * config.batch_size:.1f} images/s, {1e3 / rate:.1f} ms/batch) over "
+          f"{args.batches} batches")
+    return 0
+
+
 def _split_overrides(args: argparse.Namespace) -> list[str]:
     unknown = [a for a in args.overrides if not a.startswith("--config.")]
     if unknown:
@@ -190,6 +280,48 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     model.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     model.set_defaults(func=_bench_model)
+
+    inputs = bench_kinds.add_parser(
+        "input", help="batches/s of the training input pipeline",
+        description="Time the training input pipeline (decode, augment, batch) of a config. "
+        "Compare with `depthsense bench model`: the pipeline must outrun the step.",
+    )
+    inputs.add_argument("--config", default="configs/default.py", help="config file")
+    inputs.add_argument("--name", help="dataset: synthetic, redweb or a TFDS name")
+    inputs.add_argument("--data-dir", help="TFDS data_dir (default: config.data.data_dir)")
+    inputs.add_argument("--batch", type=_positive_int, help="batch (default: batch_size)")
+    inputs.add_argument("--batches", type=_positive_int, default=50, help="timed batches")
+    inputs.add_argument("--warmup", type=_positive_int, default=5, help="untimed batches")
+    inputs.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    inputs.set_defaults(func=_bench_input)
+
+    data = commands.add_parser("data", help="build and look at the datasets")
+    data_kinds = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data_kinds.required = True
+    build = data_kinds.add_parser(
+        "build", help="build a dataset's TFRecords (synthetic: generated here; redweb: from "
+        "a manual folder)",
+    )
+    build.add_argument("name", help="synthetic, redweb, or a TFDS name (synthetic_scenes/tiny)")
+    build.add_argument("--config", default="configs/default.py", help="config file")
+    build.add_argument("--data-dir", help="TFDS data_dir (default: config.data.data_dir)")
+    build.add_argument("--manual-dir", help="folder with ReDWeb_V1/ or its archive (redweb)")
+    build.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    build.set_defaults(func=_data_build)
+    show_cmd = data_kinds.add_parser(
+        "show", help="a picture of samples after augmentation: image | depth | mask",
+    )
+    show_cmd.add_argument("name", help="synthetic, redweb, or a TFDS name")
+    show_cmd.add_argument("--num", type=_positive_int, default=8, help="examples (default 8)")
+    show_cmd.add_argument("--out", default="grid.png", help="output PNG (default grid.png)")
+    show_cmd.add_argument("--split", default="train", help="split (default train)")
+    show_cmd.add_argument("--size", type=_positive_int, help="crop size (default image_size)")
+    show_cmd.add_argument("--no-augment", action="store_true",
+                          help="evaluation resize instead of training augmentation")
+    show_cmd.add_argument("--config", default="configs/default.py", help="config file")
+    show_cmd.add_argument("--data-dir", help="TFDS data_dir (default: config.data.data_dir)")
+    show_cmd.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    show_cmd.set_defaults(func=_data_show)
 
     summary = commands.add_parser(
         "model-summary", help="parameter counts of the model a config describes",

@@ -28,7 +28,9 @@ def _keep_tf_off_accelerators() -> None:
         pass
 
 
-def _builder(data_config: ml_collections.ConfigDict):
+def builder_for(data_config: ml_collections.ConfigDict):
+    """The prepared TFDS builder of config.data; synthetic scenes are generated on first use,
+    ReDWeb must have been built (`depthsense data build redweb`)."""
     name = data_config.name
     if name.startswith("synthetic_scenes"):
         from depthsense_jax.data import synthetic  # noqa: F401  (registers the builder)
@@ -153,7 +155,7 @@ def make_tf_dataset(
             f"config.batch_size={config.batch_size} is not divisible by {process_count} hosts"
         )
     host_batch = config.batch_size // process_count
-    builder = _builder(config.data)
+    builder = builder_for(config.data)
     if split not in builder.info.splits:
         raise ValueError(f"{config.data.name} has no split {split!r}; it has "
                          f"{sorted(builder.info.splits)}")

@@ -170,12 +170,16 @@ class Redweb(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         root = find_root(dl_manager.manual_dir, extract=dl_manager.extract)
         examples = list_examples(root)
-        return {
-            split: self._generate_examples(
-                [e for e in examples if split_of(e[0]) == split], split
-            )
-            for split in ("train", "validation")
+        by_split = {
+            s: [e for e in examples if split_of(e[0]) == s] for s in ("train", "validation")
         }
+        empty = [s for s, found in by_split.items() if not found]
+        if empty:
+            # A small folder can leave the 5% validation split empty; TFDS cannot write an
+            # empty split, so it is left out (and asking for it later names the splits there).
+            log.warning("ReDWeb: no images fall in split(s) %s among %d; leaving them out",
+                        empty, len(examples))
+        return {s: self._generate_examples(found, s) for s, found in by_split.items() if found}
 
     def _generate_examples(self, examples, split):
         skipped: Counter = Counter()
