@@ -142,3 +142,16 @@ def test_bad_config_values(data_config):
                                                f"--config.data.data_dir={os.getcwd()}/nowhere"])
     with pytest.raises(ValueError, match="not built"):
         pipeline.make_tf_dataset(other, "train")
+
+
+def test_synthetic_tiny_through_the_pipeline(tmp_path):
+    # The built-in dataset is generated on first use; depth is stored as inverse depth.
+    config = load_config("configs/default.py", [
+        "--config.data.name=synthetic_scenes/tiny", f"--config.data.data_dir={tmp_path}",
+        "--config.image_size=32", "--config.batch_size=4",
+    ])
+    for split in ("train", "validation"):
+        batch = next(iter(pipeline.make_dataset(config, split)))
+        assert batch["image"].shape == (4, 32, 32, 3)
+        np.testing.assert_array_equal(batch["depth"] > 0, batch["mask"])
+        assert batch["mask"].any()

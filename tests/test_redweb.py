@@ -111,3 +111,34 @@ def test_builder_on_a_fake_folder(tmp_path, caplog):
             rd = cv2.imread(str(root / "RDs" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
             np.testing.assert_array_equal(ex["depth"][..., 0], rd)  # stored untouched
     assert len(names) == 25
+
+
+def test_rgba_image_drops_alpha(tmp_path):
+    root = tmp_path / "ReDWeb_V1"
+    (root / "Imgs").mkdir(parents=True)
+    (root / "RDs").mkdir()
+    rgba = np.zeros((8, 10, 4), np.uint8)
+    rgba[..., 2] = 200  # red in OpenCV's BGRA order
+    rgba[..., 3] = 7
+    cv2.imwrite(str(root / "Imgs" / "a.png"), rgba)
+    cv2.imwrite(str(root / "RDs" / "a.png"), np.zeros((8, 10), np.uint8))
+    image, _ = redweb.read_pair(str(root / "Imgs" / "a.png"), str(root / "RDs" / "a.png"))
+    assert image.shape == (8, 10, 3)
+    np.testing.assert_array_equal(image[0, 0], [200, 0, 0])
+
+
+def test_builder_reads_the_archive(tmp_path):
+    import shutil
+
+    tfds = pytest.importorskip("tensorflow_datasets")
+    root = _fake_redweb(tmp_path / "src", num_good=6)
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    shutil.make_archive(str(manual / "ReDWeb_V1"), "zip", root_dir=root.parent,
+                        base_dir="ReDWeb_V1")
+    builder = redweb.Redweb(data_dir=str(tmp_path / "data"))
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(manual))
+    )
+    total = sum(builder.info.splits[s].num_examples for s in builder.info.splits)
+    assert total == 7  # 6 good + the greyscale one
