@@ -36,6 +36,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.flip = True  # random horizontal flips (image and depth together)
     config.data.color_jitter = 0.2  # brightness delta, contrast and saturation +- this
 
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adamw"  # "adamw" or "sgd"
+    config.optimizer.learning_rate = 1e-4  # peak, after warmup
+    config.optimizer.warmup_steps = 500
+    config.optimizer.final_lr_fraction = 0.01  # cosine decays to this x the peak
+    config.optimizer.b1 = 0.9
+    config.optimizer.b2 = 0.999
+    config.optimizer.weight_decay = 1e-4
+    config.optimizer.momentum = 0.9  # sgd only
+    config.optimizer.clip_norm = 1.0  # global gradient norm clipping
+    config.optimizer.accumulate = 1  # micro-batches per update (gradient accumulation)
+
     config.image_size = 384  # training crop, pixels (a multiple of 32)
     config.batch_size = 8  # global batch
     config.seed = 0
