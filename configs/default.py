@@ -48,6 +48,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.clip_norm = 1.0  # global gradient norm clipping
     config.optimizer.accumulate = 1  # micro-batches per update (gradient accumulation)
 
+    config.num_epochs = 20
+    config.steps_per_epoch = 0  # 0 = train examples // batch_size
+    config.log_every = 10  # steps between progress lines (and loss checks)
+
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every = 200  # steps between checkpoints (and at the end)
+    config.checkpoint.keep = 3  # most recent checkpoints kept
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.num_pairs = 3000  # random pairs per image for validation WHDR
+    config.eval.train_batches = 10  # batches of the train split scored for the table
+
     config.image_size = 384  # training crop, pixels (a multiple of 32)
     config.batch_size = 8  # global batch
     config.seed = 0

@@ -165,6 +165,18 @@ def _bench_input(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from depthsense_jax.config import load_config
+    from depthsense_jax.train import loop
+
+    try:
+        config = load_config(args.config, _split_overrides(args))
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return loop.main_train(config, args.workdir)
+
+
 def _split_overrides(args: argparse.Namespace) -> list[str]:
     unknown = [a for a in args.overrides if not a.startswith("--config.")]
     if unknown:
@@ -322,6 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
     show_cmd.add_argument("--data-dir", help="TFDS data_dir (default: config.data.data_dir)")
     show_cmd.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     show_cmd.set_defaults(func=_data_show)
+
+    train = commands.add_parser(
+        "train", help="train a model (resumes from the workdir's latest checkpoint)",
+        description="Train DepthNet as a config describes, in WORKDIR: checkpoints, "
+        "metrics.jsonl and the evaluation table each epoch. Overrides as --config.KEY=VALUE.",
+    )
+    train.add_argument("--config", default="configs/default.py", help="config file")
+    train.add_argument("--workdir", required=True, help="folder for checkpoints and logs")
+    train.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    train.set_defaults(func=_train)
 
     summary = commands.add_parser(
         "model-summary", help="parameter counts of the model a config describes",
