@@ -113,3 +113,33 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert step_a == step_b == 8
     for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    data_dir = tmp_path / "data"
+    workdir = str(tmp_path / "run")
+    loop.train_and_evaluate(_config(data_dir, "--config.num_epochs=1",
+                                    "--config.steps_per_epoch=2"), workdir, log=lambda s: None)
+    wider = _config(data_dir, "--config.num_epochs=1", "--config.steps_per_epoch=2",
+                    "--config.model.width=16")
+    with pytest.raises(ValueError, match="fits this config"):
+        loop.train_and_evaluate(wider, workdir, log=lambda s: None)
+
+
+def test_half_written_latest_checkpoint_falls_back(tmp_path):
+    data_dir = tmp_path / "data"
+    workdir = str(tmp_path / "run")
+    config = _config(data_dir, "--config.num_epochs=1", "--config.steps_per_epoch=4")
+    loop.train_and_evaluate(config, workdir, log=lambda s: None)
+    # Damage every data file of the latest checkpoint (step 4); step 2 stays intact.
+    latest = os.path.join(workdir, "checkpoints", "4")
+    for root, _, files in os.walk(latest):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    lines = []
+    loop.train_and_evaluate(config, workdir, log=lines.append)
+    text = "\n".join(lines)
+    assert "checkpoint 4 cannot be read" in text
+    assert "resumed from the checkpoint of step 2" in text
+    assert "step 4/4" in text  # steps 3 and 4 ran again

@@ -135,16 +135,24 @@ def train_and_evaluate(
         ),
     )
     start_step = 0
+    failures = []
     for candidate in sorted(manager.all_steps(), reverse=True):
         try:
             train_state = manager.restore(candidate, args=ocp.args.StandardRestore(train_state))
         except Exception as err:  # a half-written checkpoint: fall back to the one before
-            log(f"warning: checkpoint {candidate} cannot be read ({type(err).__name__}: "
-                f"{err}); trying the previous one")
+            failures.append(f"step {candidate}: {type(err).__name__}: {str(err)[:300]}")
+            log(f"warning: checkpoint {candidate} cannot be read; trying the previous one")
             continue
         start_step = candidate
         log(f"resumed from the checkpoint of step {start_step} in {workdir}")
         break
+    if failures and start_step == 0:
+        # Not one checkpoint fits: most likely the config changed (another model size).
+        raise ValueError(
+            f"no checkpoint in {workdir}/checkpoints fits this config (a different model or "
+            "optimizer?); use a new --workdir or the config that wrote them:\n  "
+            + "\n  ".join(failures)
+        )
     train_state = jax.device_put(train_state, sharding.replicated(mesh))
 
     train_step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh)
