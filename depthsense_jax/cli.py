@@ -50,11 +50,7 @@ def _bench_model(args: argparse.Namespace) -> int:
     from depthsense_jax import bench
     from depthsense_jax.config import load_config
 
-    try:
-        config = load_config(args.config, _split_overrides(args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, _split_overrides(args))
     batch = args.batch or config.batch_size
     size = args.size or config.image_size
     if size % 32:
@@ -169,11 +165,7 @@ def _train(args: argparse.Namespace) -> int:
     from depthsense_jax.config import load_config
     from depthsense_jax.train import loop
 
-    try:
-        config = load_config(args.config, _split_overrides(args))
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, _split_overrides(args))
     return loop.main_train(config, args.workdir)
 
 
@@ -190,12 +182,8 @@ def _model_summary(args: argparse.Namespace) -> int:
 
     from depthsense_jax.config import load_config, model_from_config
 
-    try:
-        config = load_config(args.config, _split_overrides(args))
-        model = model_from_config(config.model)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = load_config(args.config, _split_overrides(args))
+    model = model_from_config(config.model)
     size = args.size or config.image_size
     shapes = jax.eval_shape(
         lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False)
@@ -376,7 +364,13 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "overrides"):
             parser.error(f"unrecognised arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        # Bad configs, overrides, paths and data: our code raises these with a message that
+        # says what to change; a traceback would only hide it.
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ one to one (see `torchvision_import.py`). Padding is explicit and symmetric, as 
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -41,6 +40,14 @@ def _conv(features: int, kernel: int, stride: int, name: str, dtype: Any) -> nn.
     )
 
 
+def _batch_norm(train: bool, dtype: Any, name: str) -> nn.BatchNorm:
+    # PyTorch's defaults: momentum 0.1 there is 0.9 here; eps 1e-5.
+    return nn.BatchNorm(
+        use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+        param_dtype=jnp.float32, name=name,
+    )
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
 
@@ -50,10 +57,9 @@ class BasicBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-            dtype=self.dtype, param_dtype=jnp.float32,
-        )
+        def norm(name: str) -> nn.BatchNorm:
+            return _batch_norm(train, self.dtype, name)
+
         y = _conv(self.features, 3, self.stride, "conv1", self.dtype)(x)
         y = nn.relu(norm(name="bn1")(y))
         y = _conv(self.features, 3, 1, "conv2", self.dtype)(y)
@@ -73,10 +79,9 @@ class Bottleneck(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        norm = functools.partial(
-            nn.BatchNorm, use_running_average=not train, momentum=0.9, epsilon=1e-5,
-            dtype=self.dtype, param_dtype=jnp.float32,
-        )
+        def norm(name: str) -> nn.BatchNorm:
+            return _batch_norm(train, self.dtype, name)
+
         out = self.features * BOTTLENECK_EXPANSION
         y = nn.relu(norm(name="bn1")(_conv(self.features, 1, 1, "conv1", self.dtype)(x)))
         y = _conv(self.features, 3, self.stride, "conv2", self.dtype)(y)
@@ -107,10 +112,7 @@ class ResNet(nn.Module):
         block_cls = BasicBlock if kind == "basic" else Bottleneck
         x = jnp.asarray(x, self.dtype)
         x = _conv(self.width, 7, 2, "conv1", self.dtype)(x)
-        x = nn.BatchNorm(
-            use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
-            param_dtype=jnp.float32, name="bn1",
-        )(x)
+        x = _batch_norm(train, self.dtype, "bn1")(x)
         x = nn.relu(x)
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         features = []
