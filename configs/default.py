@@ -17,13 +17,22 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.loss = ml_collections.ConfigDict()
     # Weight of each loss by name (depthsense_jax.losses.LOSS_NAMES); 0 = not computed.
-    config.loss.weights = ml_collections.ConfigDict(
-        {"ranking": 1.0, "edge_guided_ranking": 1.0, "ssim": 1.0, "smoothness": 0.1}
-    )
-    # Hyperparameters of the parts (depthsense_jax.losses.LossOptions).
-    config.loss.options = ml_collections.ConfigDict(
-        {"num_pairs": 300, "num_anchors": 100, "ranking_sigma": 0.02, "edge_sigma": 0.03}
-    )
+    # Every name is listed so that --config.loss.weights.NAME=W can switch any of them on.
+    config.loss.weights = ml_collections.ConfigDict({
+        "ranking": 1.0, "edge_guided_ranking": 1.0, "ssim": 1.0, "smoothness": 0.1,
+        "scale_shift": 0.0, "gradient_matching": 0.0,
+    })
+    # Hyperparameters of the parts (depthsense_jax.losses.LossOptions), all listed:
+    config.loss.options = ml_collections.ConfigDict({
+        "num_pairs": 300,  # random pairs per image for "ranking" (the seed's 300)
+        "ranking_sigma": 0.02,  # ordinal "equal" threshold of the ranking loss
+        "alpha": 1.0,  # weight of the equal-pair term
+        "hard_fraction": 1.0,  # keep the hardest fraction of pairs (0.75 = Xian 2018)
+        "num_anchors": 100,  # edge anchors per image for "edge_guided_ranking"
+        "edge_sigma": 0.03,  # its ordinal threshold (Xian 2020)
+        "gradient_scales": 4,  # scales of "gradient_matching"
+        "ssim_padding": "zeros",  # "zeros" (pytorch-ssim, the seed), "reflect" or "valid"
+    })
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "synthetic_scenes/160"  # TFDS name: "synthetic_scenes/160", "redweb"

@@ -71,6 +71,73 @@ def _bench_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_train(args: argparse.Namespace) -> int:
+    from depthsense_jax import bench
+    from depthsense_jax.config import load_config
+
+    config = load_config(args.config, _split_overrides(args))
+    timing = bench.bench_train(config, args.config, steps=args.steps, warmup=args.warmup)
+    print(bench.format_train_table(timing))
+    if args.json:
+        bench.write_train_json(
+            args.json, timing, config=args.config, overrides=args.overrides, steps=args.steps,
+            warmup=args.warmup, command=" ".join(["depthsense", *sys.argv[1:]]),
+        )
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _load_for_inference(args: argparse.Namespace):
+    """(model config, variables, default size) from --workdir or --params."""
+    from depthsense_jax import export, inference
+    from depthsense_jax.config import load_config
+
+    if bool(args.workdir) == bool(args.params):
+        raise ValueError("give exactly one of --workdir DIR or --params FILE_OR_DIR")
+    if args.workdir:
+        from depthsense_jax.train import loop
+
+        model_config, variables = inference.load_workdir(args.workdir, args.checkpoint)
+        size = loop.load_workdir_config(args.workdir).image_size
+    else:
+        model_config, variables = export.load_params(args.params)
+        size = export.trained_size(args.params)
+    if getattr(args, "config", None):
+        config = load_config(args.config, _split_overrides(args))
+        size = config.image_size
+        if any(config.model[k] != model_config[k] for k in inference.MODEL_KEYS
+               if k != "dtype"):
+            raise ValueError(f"--config {args.config} describes another model "
+                             f"({inference.model_config_dict(config.model)}) than the params "
+                             f"({inference.model_config_dict(model_config)})")
+        model_config.dtype = config.model.dtype
+    return model_config, variables, size
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from depthsense_jax import predict_files
+
+    model_config, variables, size = _load_for_inference(args)
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    summary = predict_files.run(
+        model_config, variables, args.inputs, args.out, size=args.size or size or 384,
+        formats=formats, colormap=args.colormap, batch_size=args.batch,
+    )
+    return 0 if summary.written else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    from depthsense_jax import export
+
+    model_config, variables, size = _load_for_inference(args)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    platforms = tuple(p.strip() for p in args.platforms.split(",") if p.strip())
+    print(f"exporting to {args.out} ({', '.join(formats)}); each is reloaded and checked:")
+    export.export_all(args.out, model_config, variables, formats=formats, platforms=platforms,
+                      image_size=size)
+    return 0
+
+
 _DATASETS = {"synthetic": "synthetic_scenes/160", "redweb": "redweb"}
 
 
@@ -157,7 +224,17 @@ def _train(args: argparse.Namespace) -> int:
     from depthsense_jax.train import loop
 
     config = load_config(args.config, _split_overrides(args))
+    # Before anything touches a device: a multi-host run joins its peers here.
+    loop.maybe_initialize_distributed(args.coordinator, args.num_processes, args.process_id,
+                                      force=args.distributed)
     return loop.main_train(config, args.workdir)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from depthsense_jax.train import loop
+
+    loop.evaluate_checkpoint(args.workdir, args.split, args.checkpoint, args.max_batches)
+    return 0
 
 
 def _split_overrides(args: argparse.Namespace) -> list[str]:
@@ -218,6 +295,16 @@ def _convert_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_source_args(parser: argparse.ArgumentParser, with_config: bool = True) -> None:
+    parser.add_argument("--workdir", help="a training workdir (its config and checkpoint)")
+    parser.add_argument("--checkpoint", default="latest",
+                        help="with --workdir: 'latest', 'best' or a step (default latest)")
+    parser.add_argument("--params", help="an export folder or its params.msgpack / "
+                        ".safetensors (model.json beside it)")
+    if with_config:
+        parser.add_argument("--config", help="config for image_size and dtype (optional)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depthsense",
@@ -259,7 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Time DepthNet inference and a training step (forward+backward with the "
         "config's combined loss). Overrides as --config.KEY=VALUE.",
     )
-    model.add_argument("--config", default="configs/default.py", help="config file")
+    model.add_argument("--config", default="default",
+                       help="config file or name in configs/ (default: default)")
     model.add_argument("--batch", type=_positive_int, help="images (default: batch_size)")
     model.add_argument("--size", type=_positive_int,
                        help="height = width, a multiple of 32 (default: image_size)")
@@ -272,12 +360,29 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     model.set_defaults(func=_bench_model)
 
+    train_bench = bench_kinds.add_parser(
+        "train", help="steady-state speed of the training loop, split into input/host/device",
+        description="Run the training loop of a config (data pipeline, sharded jitted step) "
+        "and report images/s and a step's split into input wait, host overhead and device "
+        "time. Overrides as --config.KEY=VALUE.",
+    )
+    train_bench.add_argument("--config", default="synthetic",
+                             help="config file or name in configs/ (default: synthetic)")
+    train_bench.add_argument("--steps", type=_positive_int, default=20,
+                             help="timed steps per pass (default 20)")
+    train_bench.add_argument("--warmup", type=_positive_int, default=3,
+                             help="untimed steps after the first (default 3)")
+    train_bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    train_bench.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    train_bench.set_defaults(func=_bench_train)
+
     inputs = bench_kinds.add_parser(
         "input", help="batches/s of the training input pipeline",
         description="Time the training input pipeline (decode, augment, batch) of a config. "
         "Compare with `depthsense bench model`: the pipeline must outrun the step.",
     )
-    inputs.add_argument("--config", default="configs/default.py", help="config file")
+    inputs.add_argument("--config", default="default",
+                       help="config file or name in configs/ (default: default)")
     inputs.add_argument("--name", help="dataset: synthetic, redweb or a TFDS name")
     inputs.add_argument("--data-dir", help="TFDS data_dir (default: config.data.data_dir)")
     inputs.add_argument("--batch", type=_positive_int, help="batch (default: batch_size)")
@@ -294,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a manual folder)",
     )
     build.add_argument("name", help="synthetic, redweb, or a TFDS name (synthetic_scenes/tiny)")
-    build.add_argument("--config", default="configs/default.py", help="config file")
+    build.add_argument("--config", default="default",
+                       help="config file or name in configs/ (default: default)")
     build.add_argument("--data-dir", help="TFDS data_dir (default: config.data.data_dir)")
     build.add_argument("--manual-dir", help="folder with ReDWeb_V1/ or its archive (redweb)")
     build.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
@@ -309,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     show_cmd.add_argument("--size", type=_positive_int, help="crop size (default image_size)")
     show_cmd.add_argument("--no-augment", action="store_true",
                           help="evaluation resize instead of training augmentation")
-    show_cmd.add_argument("--config", default="configs/default.py", help="config file")
+    show_cmd.add_argument("--config", default="default",
+                       help="config file or name in configs/ (default: default)")
     show_cmd.add_argument("--data-dir", help="TFDS data_dir (default: config.data.data_dir)")
     show_cmd.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     show_cmd.set_defaults(func=_data_show)
@@ -319,16 +426,80 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train DepthNet as a config describes, in WORKDIR: checkpoints, "
         "metrics.jsonl and the evaluation table each epoch. Overrides as --config.KEY=VALUE.",
     )
-    train.add_argument("--config", default="configs/default.py", help="config file")
+    train.add_argument("--config", default="synthetic",
+                       help="config file, or the name of one in configs/ (default: synthetic, "
+                       "the small built-in model on synthetic scenes)")
     train.add_argument("--workdir", required=True, help="folder for checkpoints and logs")
+    multi = train.add_argument_group(
+        "multi-host", "jax.distributed is initialised automatically on multi-host Cloud TPU, "
+        "Slurm and Open MPI, or when JAX_COORDINATOR_ADDRESS is set; these flags set it by hand")
+    multi.add_argument("--coordinator", help="host:port of process 0 (JAX_COORDINATOR_ADDRESS)")
+    multi.add_argument("--num-processes", type=_positive_int,
+                       help="processes in the run (JAX_NUM_PROCESSES)")
+    multi.add_argument("--process-id", type=int, help="this process, 0-based (JAX_PROCESS_ID)")
+    multi.add_argument("--distributed", action="store_true",
+                       help="call jax.distributed.initialize() even if nothing above says so")
     train.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
     train.set_defaults(func=_train)
+
+    evaluate = commands.add_parser(
+        "eval", help="metrics of a workdir's checkpoint on a split",
+        description="Load a training workdir's config and checkpoint and print the loss, WHDR, "
+        "SSIM, MSE, AbsRel and delta1 on a split; also written to WORKDIR/eval/.",
+    )
+    evaluate.add_argument("--workdir", required=True, help="the training workdir")
+    evaluate.add_argument("--split", default="validation", help="split (default validation)")
+    evaluate.add_argument("--checkpoint", default="latest",
+                          help="'latest', 'best' (lowest validation WHDR) or a step number")
+    evaluate.add_argument("--max-batches", type=_positive_int,
+                          help="score only this many batches (default: the whole split)")
+    evaluate.set_defaults(func=_eval)
+
+    predict = commands.add_parser(
+        "predict", help="relative depth of photos: 16-bit PNG, colour map, .npy, side by side",
+        description="Predict relative inverse depth (bright/large = near) for image files, "
+        "folders (recursive) or glob patterns, at any size: each photo is resized keeping its "
+        "aspect (long side --size, sides multiples of 32), predicted in batches and resized "
+        "back. Unreadable files are reported and skipped.",
+    )
+    predict.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    _model_source_args(predict)
+    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--format", default="png16,color",
+                         help="comma-separated: png16 (16-bit PNG of the depth normalised to "
+                         "0..65535), color (colour map PNG), npy (raw float32), side (photo | "
+                         "colour map) (default png16,color)")
+    predict.add_argument("--colormap", default="inferno",
+                         help="OpenCV colour map name for color/side (default inferno)")
+    predict.add_argument("--size", type=_positive_int,
+                         help="long side the model sees, a multiple of 32 (default: the "
+                         "training image_size from the workdir, model.json or --config; else "
+                         "384)")
+    predict.add_argument("--batch", type=_positive_int, default=4,
+                         help="photos per batch (default 4)")
+    predict.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
+    predict.set_defaults(func=_predict)
+
+    export_cmd = commands.add_parser(
+        "export", help="params (msgpack, safetensors), jax.export and TF SavedModel",
+        description="Write a trained model's params and compiled inference function to OUT; "
+        "each file is reloaded, run and compared with the live model before it is reported.",
+    )
+    _model_source_args(export_cmd, with_config=False)
+    export_cmd.add_argument("--out", required=True, help="output folder")
+    export_cmd.add_argument("--formats", default="msgpack,safetensors,jax,savedmodel",
+                            help="comma-separated subset of msgpack,safetensors,jax,savedmodel")
+    export_cmd.add_argument("--platforms", default="cpu",
+                            help="jax.export platforms, comma-separated: cpu,cuda,tpu "
+                            "(default cpu)")
+    export_cmd.set_defaults(func=_export)
 
     summary = commands.add_parser(
         "model-summary", help="parameter counts of the model a config describes",
         description="Parameter counts of DepthNet for a config; overrides as --config.KEY=VALUE.",
     )
-    summary.add_argument("--config", default="configs/default.py", help="config file")
+    summary.add_argument("--config", default="default",
+                       help="config file or name in configs/ (default: default)")
     summary.add_argument("--size", type=_positive_int, help="input size (default: image_size)")
     summary.add_argument("--table", action="store_true", help="also print flax's module table")
     summary.add_argument("overrides", nargs="*", help=argparse.SUPPRESS)
@@ -347,8 +518,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _DropTfdsDeprecation:
+    """tfds warns about its own use of FeatureConnector.dtype on every dataset it opens."""
+
+    def filter(self, record) -> bool:
+        return "FeatureConnector.dtype" not in record.getMessage()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    logging.getLogger("absl").addFilter(_DropTfdsDeprecation())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TF only decodes and resizes images here; its oneDNN notice on import is noise.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:

@@ -12,10 +12,37 @@ import ml_collections
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def _shipped_names() -> list[str]:
+    import configs
+
+    folder = os.path.dirname(configs.__file__)
+    return [name[:-3] for name in os.listdir(folder)
+            if name.endswith(".py") and not name.startswith("_")]
+
+
+def _shipped_config(name: str) -> str | None:
+    import configs
+
+    # "synthetic", "synthetic.py" or "configs/synthetic.py" from outside the repository.
+    folder, base = os.path.split(os.path.normpath(name))
+    name = base.removesuffix(".py")
+    if folder in ("", "configs") and name in _shipped_names():
+        return os.path.join(os.path.dirname(configs.__file__), name + ".py")
+    return None
+
+
 def load_config(path: str, overrides: list[str] | None = None) -> ml_collections.ConfigDict:
-    """Run `path`'s get_config() and apply overrides such as `model.width=16`."""
+    """Run `path`'s get_config() and apply overrides such as `model.width=16`.
+
+    path: a config file, or the name of one shipped in configs/ ("synthetic", "redweb").
+    """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path!r} does not exist")
+        shipped = _shipped_config(path)
+        if shipped is None:
+            raise FileNotFoundError(
+                f"config file {path!r} does not exist; shipped configs: "
+                f"{', '.join(sorted(_shipped_names()))}")
+        path = shipped
     spec = importlib.util.spec_from_file_location("depthsense_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -51,6 +52,10 @@ def test_short_run_logs_checkpoints_and_resumes(tmp_path):
     assert 0 <= val["whdr"] <= 1 and np.isfinite(val["loss"])
     manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
     assert manager.latest_step() == 4
+    events = os.listdir(os.path.join(workdir, "tensorboard"))
+    assert any(name.startswith("events.out.tfevents") for name in events)
+    picture = cv2.imread(os.path.join(workdir, "predictions.png"))
+    assert picture.shape == (4 * 66, 3 * 66, 3)  # 4 validation images x (input|truth|pred)
     # A second call finds the final checkpoint and has nothing left to do.
     lines.clear()
     loop.train_and_evaluate(config, workdir, log=lines.append)
@@ -143,3 +148,121 @@ def test_half_written_latest_checkpoint_falls_back(tmp_path):
     assert "checkpoint 4 cannot be read" in text
     assert "resumed from the checkpoint of step 2" in text
     assert "step 4/4" in text  # steps 3 and 4 ran again
+
+
+def _scalars(workdir):
+    import tensorflow as tf
+    from tensorboard.backend.event_processing import event_accumulator
+
+    del tf
+    acc = event_accumulator.EventAccumulator(os.path.join(workdir, "tensorboard"))
+    acc.Reload()
+    return acc
+
+
+def test_best_checkpoint_tensorboard_and_eval_command(tmp_path, capsys):
+    from depthsense_jax import cli
+
+    data_dir = tmp_path / "data"
+    workdir = str(tmp_path / "run")
+    config = _config(data_dir, "--config.num_epochs=3", "--config.steps_per_epoch=2")
+    loop.train_and_evaluate(config, workdir, log=lambda s: None)
+    val = {r["step"]: r["whdr"] for r in _records(workdir) if r["split"] == "validation"}
+    assert sorted(val) == [2, 4, 6]
+    # DIR/best keeps exactly the evaluated step with the lowest validation WHDR.
+    _, best = loop.checkpoint_managers(workdir, keep=3)
+    assert best.all_steps() == [min(val, key=val.get)]
+    tags = _scalars(workdir).Tags()["tensors"]
+    assert {"train/loss", "train/grad_norm", "validation/whdr", "train_eval/ssim"} <= set(tags)
+
+    capsys.readouterr()
+    assert cli.main(["eval", "--workdir", workdir, "--checkpoint", "best"]) == 0
+    out = capsys.readouterr().out
+    best_step = min(val, key=val.get)
+    assert f"checkpoint of step {best_step} (best)" in out and "whdr" in out
+    with open(os.path.join(workdir, "eval", f"validation_step{best_step}.json")) as f:
+        record = json.load(f)
+    # The same checkpoint on the same split gives the same WHDR as during training.
+    assert record["whdr"] == pytest.approx(val[best_step], abs=1e-6)
+    assert cli.main(["eval", "--workdir", workdir, "--split", "train", "--max-batches", "1",
+                     "--checkpoint", "6"]) == 0
+    assert os.path.exists(os.path.join(workdir, "eval", "train_step6.json"))
+    assert cli.main(["eval", "--workdir", workdir, "--checkpoint", "5"]) == 2
+    assert "no checkpoint of step 5" in capsys.readouterr().err
+    assert cli.main(["eval", "--workdir", str(tmp_path / "nothing")]) == 2
+    assert "training workdir" in capsys.readouterr().err
+
+
+def test_workdir_url_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="file-system path"):
+        loop.train_and_evaluate(_config(tmp_path), "gs://bucket/run", log=lambda s: None)
+
+
+def test_distributed_initialisation_follows_the_environment(monkeypatch):
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    for name in ("JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES", "SLURM_NTASKS",
+                 "OMPI_COMM_WORLD_SIZE", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert not loop.maybe_initialize_distributed()
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1k-0")  # a single-host TPU VM
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert not loop.maybe_initialize_distributed() and not calls
+    assert loop.maybe_initialize_distributed("10.0.0.1:1234", 2, 1)
+    assert calls[-1] == dict(coordinator_address="10.0.0.1:1234", num_processes=2,
+                             process_id=1)
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1k-0,t1k-1,t1k-2,t1k-3")
+    assert loop.maybe_initialize_distributed()
+    assert calls[-1] == dict(coordinator_address=None, num_processes=None, process_id=None)
+    monkeypatch.delenv("TPU_WORKER_HOSTNAMES")
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "h:1")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
+    monkeypatch.setenv("JAX_PROCESS_ID", "3")
+    assert loop.maybe_initialize_distributed()
+    assert calls[-1] == dict(coordinator_address=None, num_processes=4, process_id=3)
+
+
+def test_bench_train_reports_the_split_of_a_step(tmp_path, capsys):
+    from depthsense_jax import cli
+
+    path = tmp_path / "bench.json"
+    args = ["bench", "train", "--config", "default", *TINY,
+            f"--config.data.data_dir={tmp_path / 'data'}", "--steps", "3", "--warmup", "1",
+            "--json", str(path)]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "input wait" in out and "images/s" in out and "device" in out
+    with open(path) as f:
+        result = json.load(f)["result"]
+    assert result["images_per_s"] > 0 and 0 <= result["input_wait_fraction"] < 1
+    assert result["step_ms"] == pytest.approx(
+        result["input_wait_ms"] + result["host_ms"] + result["device_ms"])
+
+
+def test_shipped_configs_load_by_name_and_validate():
+    import dataclasses
+
+    from depthsense_jax import losses
+
+    option_names = {f.name for f in dataclasses.fields(losses.LossOptions)}
+    for name in ("default", "synthetic", "redweb", "redweb_tpu"):
+        config = load_config(name)
+        loop.validate(config, 1)
+        # Every loss and option is listed, so that any can be set from the command line.
+        assert set(config.loss.weights) == set(losses.LOSS_NAMES)
+        assert set(config.loss.options) == option_names
+    assert losses.LossOptions.from_mapping(dict(load_config("default").loss.options)) == \
+        losses.LossOptions()
+    assert load_config("synthetic").image_size in (128, 160)
+    tpu = load_config("redweb_tpu", ["--config.batch_size=512"])
+    assert tpu.model.dtype == "bfloat16" and tpu.batch_size == 512
+    assert load_config("configs/redweb.py").data.name == "redweb"
+    with pytest.raises(FileNotFoundError, match="shipped configs"):
+        load_config("nonexistent")
+
+
+def test_redweb_not_built_stops_before_compiling(tmp_path):
+    config = load_config("redweb", [f"--config.data.data_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="depthsense data build redweb"):
+        loop.train_and_evaluate(config, str(tmp_path / "run"), log=lambda s: None)
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")

@@ -166,7 +166,10 @@ def make_tf_dataset(
                 if isinstance(builder.info.features[k], tfds.features.Image)}
     ds = builder.as_dataset(
         split=host_split, shuffle_files=training, decoders=decoders,
-        read_config=tfds.ReadConfig(shuffle_seed=config.seed, interleave_cycle_length=1),
+        # No autocache: every make_dataset builds a new pipeline, so a cache is never reused,
+        # and a partly read one (the end-of-training picture) only warns.
+        read_config=tfds.ReadConfig(shuffle_seed=config.seed, interleave_cycle_length=1,
+                                    try_autocache=False),
     )
     features = builder.info.features
     name = config.data.name

@@ -7,15 +7,17 @@ import numpy as np
 
 
 def colorize(depth: np.ndarray, mask: np.ndarray | None = None,
-             colormap: int = cv2.COLORMAP_INFERNO) -> np.ndarray:
+             colormap: int = cv2.COLORMAP_INFERNO, value_range: tuple | None = None,
+             ) -> np.ndarray:
     """(H, W) relative inverse depth -> (H, W, 3) uint8 RGB colour map, normalised over the
-    valid pixels (bright = near); invalid pixels are black."""
+    valid pixels (bright = near) or to `value_range` (lo, hi), clipped; invalid pixels are
+    black."""
     depth = np.asarray(depth, np.float32)
     valid = np.isfinite(depth) if mask is None else (np.asarray(mask, bool) & np.isfinite(depth))
     out = np.zeros(depth.shape + (3,), np.uint8)
     if valid.any():
-        lo, hi = depth[valid].min(), depth[valid].max()
-        scaled = np.where(valid, (depth - lo) / max(hi - lo, 1e-12), 0.0)
+        lo, hi = value_range or (depth[valid].min(), depth[valid].max())
+        scaled = np.where(valid, np.clip((depth - lo) / max(hi - lo, 1e-12), 0.0, 1.0), 0.0)
         colour = cv2.applyColorMap((255 * scaled).astype(np.uint8), colormap)
         out[valid] = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)[valid]
     return out

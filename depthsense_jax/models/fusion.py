@@ -19,26 +19,32 @@ from depthsense_jax.models.resnet import ResNet
 _DECODER_INIT = nn.initializers.normal(stddev=0.01)
 
 
-def upsample_align_corners(x: jax.Array, factor: int = 2) -> jax.Array:
-    """Bilinear resize of (B, H, W, C) by `factor` with align_corners=True semantics.
+def _align_corners_weights(size_in, size_out) -> jax.Array:
+    """(size_out, size_in) linear-interpolation weights, corner to corner.
 
-    `jax.image.resize` aligns pixel centres (align_corners=False); scale_and_translate with
-    scale (out - 1) / (in - 1) and translation 0.5 (1 - scale) maps corner to corner.
+    Output row o samples input position o (in - 1) / (out - 1); a single input row is
+    replicated. Written with array arithmetic on the sizes, so it also traces with symbolic
+    sizes (jax.export with polymorphic H and W).
     """
-    b, h, w, c = x.shape
-    out_h, out_w = h * factor, w * factor
-    # A single row (or column) is replicated: scale = factor, no shift, keeps every sample
-    # on it.
-    scale_h = (out_h - 1) / (h - 1) if h > 1 else float(factor)
-    scale_w = (out_w - 1) / (w - 1) if w > 1 else float(factor)
-    scale = jnp.asarray([scale_h, scale_w], jnp.float32)
-    translation = jnp.asarray(
-        [0.5 * (1.0 - scale_h) if h > 1 else 0.0, 0.5 * (1.0 - scale_w) if w > 1 else 0.0],
-        jnp.float32,
-    )
-    return jax.image.scale_and_translate(
-        x, (b, out_h, out_w, c), (1, 2), scale, translation, method="linear", antialias=False
-    ).astype(x.dtype)
+    n_in = jnp.asarray(size_in, jnp.float32)
+    n_out = jnp.asarray(size_out, jnp.float32)
+    source = jnp.arange(size_out, dtype=jnp.float32) * ((n_in - 1) / jnp.maximum(n_out - 1, 1))
+    grid = jnp.arange(size_in, dtype=jnp.float32)
+    return jnp.maximum(0.0, 1.0 - jnp.abs(source[:, None] - grid[None, :]))
+
+
+def upsample_align_corners(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Bilinear resize of (B, H, W, C) by `factor` with align_corners=True semantics (the
+    authors' upsampling; `jax.image.resize` aligns pixel centres instead): a separable
+    product with the interpolation matrices, float32 accumulation."""
+    _, h, w, _ = x.shape
+    highest = jax.lax.Precision.HIGHEST  # TPUs would otherwise interpolate f32 in bf16
+    rows = _align_corners_weights(h, h * factor).astype(x.dtype)
+    cols = _align_corners_weights(w, w * factor).astype(x.dtype)
+    y = jnp.einsum("bhwc,oh->bowc", x, rows, precision=highest,
+                   preferred_element_type=jnp.float32).astype(x.dtype)
+    return jnp.einsum("bowc,pw->bopc", y, cols, precision=highest,
+                      preferred_element_type=jnp.float32).astype(x.dtype)
 
 
 def _conv3x3(features: int, name: str, dtype: Any) -> nn.Conv:

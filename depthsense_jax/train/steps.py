@@ -92,5 +92,7 @@ def make_eval_step(model, weights: Mapping[str, float], options: Mapping | None,
             "delta1": metrics.delta1(pred, depth, mask),
         }
 
+    # Replicated out: every host gets the whole global batch's metrics (they are (B,) small),
+    # which a multi-host evaluation needs to sum them without a gather.
     rep, data = replicated(mesh), batch_sharding(mesh)
-    return jax.jit(step, in_shardings=(rep, data, rep), out_shardings=data)
+    return jax.jit(step, in_shardings=(rep, data, rep), out_shardings=rep)

@@ -1,0 +1,250 @@
+"""Export a trained DepthNet: params files, a serialized jax.export function, a TF SavedModel.
+
+Layout of an export folder:
+  model.json            the model config that rebuilds DepthNet (encoder_depth, width, ...)
+  params.msgpack        {"params", "batch_stats"} by flax.serialization
+  params.safetensors    the same, flat names joined by "/" ("params/encoder/conv1/kernel")
+  model.jax             jax.export of images (B, 32h, 32w, 3) -> (B, 32h, 32w), params inside
+  saved_model/          the same function through jax2tf, for TF Serving
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization, traverse_util
+
+from depthsense_jax import inference
+from depthsense_jax.config import model_from_config
+
+FORMATS = ("msgpack", "safetensors", "jax", "savedmodel")
+
+
+def _flat(variables: dict) -> dict[str, np.ndarray]:
+    flat = traverse_util.flatten_dict(jax.device_get(variables), sep="/")
+    return {k: np.ascontiguousarray(np.asarray(v)) for k, v in flat.items()}
+
+
+def write_model_json(out_dir: str, model_config, image_size: int | None = None) -> str:
+    """DIR/model.json: the DepthNet fields, and the training image_size (predict's default
+    --size) when known."""
+    path = os.path.join(out_dir, "model.json")
+    data = inference.model_config_dict(model_config)
+    if image_size:
+        data["image_size"] = int(image_size)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+    return path
+
+
+def trained_size(path: str) -> int | None:
+    """The image_size recorded in an export folder's model.json (None if absent)."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    try:
+        with open(os.path.join(folder, "model.json")) as f:
+            return json.load(f).get("image_size")
+    except (OSError, ValueError):
+        return None
+
+
+def save_msgpack(out_dir: str, variables: dict) -> str:
+    path = os.path.join(out_dir, "params.msgpack")
+    with open(path, "wb") as f:
+        f.write(serialization.msgpack_serialize(_to_numpy(variables)))
+    return path
+
+
+def save_safetensors(out_dir: str, variables: dict) -> str:
+    from safetensors.numpy import save_file
+
+    path = os.path.join(out_dir, "params.safetensors")
+    save_file(_flat(variables), path)
+    return path
+
+
+def _to_numpy(tree):
+    return jax.tree.map(lambda x: np.asarray(x), jax.device_get(tree))
+
+
+def load_params(path: str):
+    """(model config, variables) from an export folder (params.msgpack, else
+    params.safetensors, with model.json) or from one of those files beside its model.json."""
+    folder, file = (path, None) if os.path.isdir(path) else os.path.split(path)
+    model_json = os.path.join(folder, "model.json")
+    if not os.path.isfile(model_json):
+        raise FileNotFoundError(f"{model_json} does not exist: an export folder has model.json "
+                                "beside its params (`depthsense export`)")
+    model_config = inference.read_model_json(model_json)
+    candidates = [file] if file else ["params.msgpack", "params.safetensors"]
+    for name in candidates:
+        full = os.path.join(folder, name)
+        if not os.path.isfile(full):
+            continue
+        if name.endswith(".msgpack"):
+            with open(full, "rb") as f:
+                variables = serialization.msgpack_restore(f.read())
+        elif name.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            variables = traverse_util.unflatten_dict(load_file(full), sep="/")
+        else:
+            raise ValueError(f"{full}: expected a .msgpack or .safetensors params file")
+        _check_variables(model_config, variables, full)
+        return model_config, variables
+    raise FileNotFoundError(f"no params.msgpack or params.safetensors in {folder}")
+
+
+def _check_variables(model_config, variables: dict, path: str) -> None:
+    """Every leaf the model needs is there with its shape; a clear error otherwise."""
+    model = model_from_config(model_config)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                               jnp.zeros((1, 64, 64, 3)), train=False))
+    want = {k: v.shape for k, v in traverse_util.flatten_dict(shapes, sep="/").items()}
+    have = {k: np.shape(v) for k, v in traverse_util.flatten_dict(variables, sep="/").items()}
+    problems = [f"missing {k}" for k in sorted(set(want) - set(have))]
+    problems += [f"unexpected {k}" for k in sorted(set(have) - set(want))]
+    problems += [f"{k}: shape {have[k]}, model wants {want[k]}"
+                 for k in sorted(set(want) & set(have)) if tuple(have[k]) != tuple(want[k])]
+    if problems:
+        raise ValueError(f"{path} does not fit the model of its model.json "
+                         f"({dict(model_config)}): " + "; ".join(problems[:10]))
+
+
+def inference_fn(model_config, variables: dict) -> Callable[[jax.Array], jax.Array]:
+    """images (B, H, W, 3) float32 [0, 1] -> (B, H, W) float32, params closed over."""
+    model = model_from_config(model_config)
+    variables = jax.tree.map(jnp.asarray, variables)
+
+    def fn(images):
+        return model.apply(variables, images, train=False)
+
+    return fn
+
+
+def export_jax(out_dir: str, model_config, variables: dict,
+               platforms: tuple[str, ...] = ("cpu",)) -> str:
+    """Serialize the inference function with jax.export to DIR/model.jax: batch and spatial
+    sizes symbolic (B, 32h, 32w, 3), lowered for `platforms` ("cpu", "cuda", "tpu")."""
+    from jax import export
+
+    b, h, w = export.symbolic_shape("b, h, w")
+    spec = jax.ShapeDtypeStruct((b, 32 * h, 32 * w, 3), jnp.float32)
+    exported = export.export(jax.jit(inference_fn(model_config, variables)),
+                             platforms=platforms)(spec)
+    path = os.path.join(out_dir, "model.jax")
+    with open(path, "wb") as f:
+        f.write(exported.serialize())
+    return path
+
+
+def load_jax(path: str):
+    """The jax.export.Exported of a model.jax file: `.call(images)` runs it."""
+    from jax import export
+
+    with open(path, "rb") as f:
+        return export.deserialize(bytearray(f.read()))
+
+
+def export_savedmodel(out_dir: str, model_config, variables: dict) -> str:
+    """A TF SavedModel (jax2tf, params as tf.Variables) in DIR/saved_model with the
+    signature serving_default(images: (None, None, None, 3) float32) -> depth."""
+    import tensorflow as tf
+    from jax.experimental import jax2tf
+
+    model = model_from_config(model_config)
+    flat = _flat(variables)
+    names = sorted(flat)
+    module = tf.Module()
+    module.params = [tf.Variable(flat[n], trainable=False, name=n.replace("/", "__"))
+                     for n in names]
+
+    def apply(params, images):
+        tree = traverse_util.unflatten_dict(dict(zip(names, params, strict=True)), sep="/")
+        return model.apply(tree, images, train=False)
+
+    converted = jax2tf.convert(apply, polymorphic_shapes=[None, "(b, 32*h, 32*w, 3)"],
+                               with_gradient=False)
+
+    @tf.function(autograph=False, input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+    def serve(images):
+        return {"depth": converted(module.params, images)}
+
+    module.serve = serve
+    path = os.path.join(out_dir, "saved_model")
+    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+    return path
+
+
+def _max_diff(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def export_all(out_dir: str, model_config, variables: dict, formats=FORMATS,
+               platforms: tuple[str, ...] = ("cpu",), sizes=((64, 96), (96, 64)),
+               log: Callable[[str], None] = print, tolerance: float = 1e-5,
+               image_size: int | None = None) -> dict:
+    """Write every format, reload each, run it on random inputs of `sizes`, compare with the
+    live model and report file sizes. A mismatch above `tolerance` is a RuntimeError."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+    os.makedirs(out_dir, exist_ok=True)
+    live = jax.jit(inference_fn(model_config, variables))
+    rng = np.random.default_rng(0)
+    inputs = [rng.random((2, h, w, 3), dtype=np.float32) for h, w in sizes]
+    expected = [np.asarray(live(x)) for x in inputs]
+    report = {"model.json": write_model_json(out_dir, model_config, image_size)}
+    reference = _flat(variables)
+
+    def check_params(path):
+        _, loaded = load_params(path)
+        flat = _flat(loaded)
+        same = set(flat) == set(reference) and all(
+            flat[k].dtype == reference[k].dtype and np.array_equal(flat[k], reference[k])
+            for k in reference)
+        if not same:
+            raise RuntimeError(f"{path}: reloaded params differ from the checkpoint's")
+        return "bit-identical"
+
+    def check_fn(path, fn):
+        worst = max(_max_diff(fn(x), e) for x, e in zip(inputs, expected, strict=True))
+        if worst > tolerance:
+            raise RuntimeError(f"{path}: output differs from the live model by {worst:.3g}")
+        return f"max |diff| {worst:.2g} at {', '.join(f'{h}x{w}' for h, w in sizes)}"
+
+    for fmt in formats:
+        if fmt == "msgpack":
+            path = save_msgpack(out_dir, variables)
+            verdict = check_params(path)
+        elif fmt == "safetensors":
+            path = save_safetensors(out_dir, variables)
+            verdict = check_params(path)
+        elif fmt == "jax":
+            path = export_jax(out_dir, model_config, variables, platforms)
+            exported = load_jax(path)
+            verdict = (check_fn(path, exported.call) if "cpu" in platforms
+                       else "not run here (no cpu platform)")
+        else:
+            import tensorflow as tf
+
+            path = export_savedmodel(out_dir, model_config, variables)
+            served = tf.saved_model.load(path).signatures["serving_default"]
+            verdict = check_fn(
+                path, lambda x, f=served: f(images=tf.constant(x))["depth"].numpy())
+        size = _size(path)
+        report[os.path.basename(path)] = path
+        log(f"  {os.path.basename(path):<20} {size / 2**20:9.2f} MiB  {verdict}")
+    return report
+
+
+def _size(path: str) -> int:
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(path) for f in files)
