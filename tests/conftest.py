@@ -21,3 +21,9 @@ def pytest_configure(config):
         torch.set_num_threads(2)
     except ImportError:
         pass
+
+
+def pytest_collection_modifyitems(config, items):
+    # Slow tests first: with two xdist workers the long ones then overlap the many short
+    # ones instead of running alone at the end.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -213,6 +213,7 @@ def test_load_params_errors(tiny, export_dir, tmp_path):
         export.load_params(str(wrong))
 
 
+@pytest.mark.slow
 def test_workdir_export_and_predict_agree(tmp_path, capsys):
     """Train two steps, export from the workdir, then predict from the workdir and from the
     exported params: identical files."""

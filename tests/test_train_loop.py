@@ -38,6 +38,7 @@ def _records(workdir):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow
 def test_short_run_logs_checkpoints_and_resumes(tmp_path):
     data_dir = tmp_path / "data"
     workdir = str(tmp_path / "run")
@@ -120,6 +121,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     data_dir = tmp_path / "data"
     workdir = str(tmp_path / "run")
@@ -131,6 +133,7 @@ def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
         loop.train_and_evaluate(wider, workdir, log=lambda s: None)
 
 
+@pytest.mark.slow
 def test_half_written_latest_checkpoint_falls_back(tmp_path):
     data_dir = tmp_path / "data"
     workdir = str(tmp_path / "run")
@@ -160,6 +163,7 @@ def _scalars(workdir):
     return acc
 
 
+@pytest.mark.slow
 def test_best_checkpoint_tensorboard_and_eval_command(tmp_path, capsys):
     from depthsense_jax import cli
 
@@ -253,7 +257,7 @@ def test_shipped_configs_load_by_name_and_validate():
         assert set(config.loss.options) == option_names
     assert losses.LossOptions.from_mapping(dict(load_config("default").loss.options)) == \
         losses.LossOptions()
-    assert load_config("synthetic").image_size in (128, 160)
+    assert load_config("synthetic").image_size <= 160  # small, for a 2-core CPU
     tpu = load_config("redweb_tpu", ["--config.batch_size=512"])
     assert tpu.model.dtype == "bfloat16" and tpu.batch_size == 512
     assert load_config("configs/redweb.py").data.name == "redweb"
@@ -266,3 +270,49 @@ def test_redweb_not_built_stops_before_compiling(tmp_path):
     with pytest.raises(ValueError, match="depthsense data build redweb"):
         loop.train_and_evaluate(config, str(tmp_path / "run"), log=lambda s: None)
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.slow
+def test_the_synthetic_default_learns(tmp_path):
+    """The synthetic default config, shortened (tiny scenes at 64 px, 240 steps): validation
+    WHDR falls from near chance to well below it. The full default run is in
+    docs/results.md (about 47% -> 14.4%)."""
+    from depthsense_jax.data import pipeline
+    from depthsense_jax.train import sharding, steps
+
+    config = load_config("synthetic", [
+        "--config.data.name=synthetic_scenes/tiny", f"--config.data.data_dir={tmp_path}/data",
+        "--config.image_size=64", "--config.num_epochs=4", "--config.steps_per_epoch=60",
+        "--config.optimizer.warmup_steps=20", "--config.eval.train_batches=1",
+        "--config.checkpoint.every=1000"])
+    mesh = sharding.make_data_mesh()
+    model, state = loop.build_state(config, 240)
+    eval_step = steps.make_eval_step(model, config.loss.weights, config.loss.options,
+                                          mesh, num_pairs=config.eval.num_pairs)
+    pipeline.builder_for(config.data)
+    untrained = loop.evaluate(config, eval_step, jax.device_put(
+        state, sharding.replicated(mesh)), mesh, "validation")["whdr"]
+    assert untrained > 0.4
+    workdir = str(tmp_path / "run")
+    loop.train_and_evaluate(config, workdir, log=lambda s: None)
+    whdr = [r["whdr"] for r in _records(workdir) if r["split"] == "validation"]
+    assert len(whdr) == 4
+    assert whdr[-1] < 0.3, whdr
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    data_dir = tmp_path / "data"
+    workdir = str(tmp_path / "run")
+    # An absurd learning rate: the first update sends the params to ~1e35 and the second
+    # step's loss overflows.
+    config = _config(data_dir, "--config.num_epochs=1", "--config.steps_per_epoch=6",
+                     "--config.checkpoint.every=1", "--config.optimizer.warmup_steps=0",
+                     "--config.optimizer.learning_rate=1e35")
+    with pytest.raises(loop.NonFiniteLoss, match="non-finite loss at step 2") as info:
+        loop.train_and_evaluate(config, workdir, log=lambda s: None)
+    assert "the last good checkpoint (step 1) is kept" in str(info.value)
+    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+    assert manager.all_steps() == [1]
+    assert loop.main_train(config, str(tmp_path / "again")) == 1
+    assert "error: non-finite loss" in capsys.readouterr().err
