@@ -156,6 +156,9 @@ def export_savedmodel(out_dir: str, model_config, variables: dict) -> str:
     import tensorflow as tf
     from jax.experimental import jax2tf
 
+    from depthsense_jax.data.pipeline import keep_tf_off_accelerators
+
+    keep_tf_off_accelerators()  # on a GPU host the GPU memory is JAX's
     model = model_from_config(model_config)
     flat = _flat(variables)
     names = sorted(flat)

@@ -22,8 +22,3 @@ def pytest_configure(config):
     except ImportError:
         pass
 
-
-def pytest_collection_modifyitems(config, items):
-    # Slow tests first: with two xdist workers the long ones then overlap the many short
-    # ones instead of running alone at the end.
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -20,7 +20,7 @@ from depthsense_jax.data import redweb  # noqa: F401  (registers the 'redweb' bu
 _IMAGE_FEATURES = ("image", "depth")
 
 
-def _keep_tf_off_accelerators() -> None:
+def keep_tf_off_accelerators() -> None:
     # TF is only the input pipeline: it must not take GPU memory that JAX needs.
     try:
         tf.config.set_visible_devices([], "GPU")
@@ -143,7 +143,7 @@ def make_tf_dataset(
     training: bool | None = None,
 ) -> tf.data.Dataset:
     """The host's tf.data pipeline; see `make_dataset`."""
-    _keep_tf_off_accelerators()
+    keep_tf_off_accelerators()
     process_index = 0 if process_index is None else process_index
     process_count = 1 if process_count is None else process_count
     training = split == "train" if training is None else training
