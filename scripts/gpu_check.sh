@@ -3,14 +3,7 @@
 # and the losses on the GPU. Writes JSON and a log under $OUT (or ./gpu_out).
 # Usage (from the repo root): bash scripts/gpu_check.sh
 set -uo pipefail
-OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+source "$(dirname "$0")/_device_env.sh"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"
 run() { echo "+ $*"; timeout 240 python3 -m depthsense_jax.cli "$@"; }

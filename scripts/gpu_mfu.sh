@@ -2,14 +2,7 @@
 # Short device check: ResNet-50 DepthNet 384 px bf16 training throughput and MFU at two
 # batch sizes. Writes JSON and a log under $OUT (or ./gpu_out).
 set -uo pipefail
-OUT=${OUT:-gpu_out}; mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
-export PYTHONUNBUFFERED=1
+source "$(dirname "$0")/_device_env.sh"
 for b in 64 128; do
   timeout 200 python3 -m depthsense_jax.cli bench model --config configs/default.py \
     --config.model.dtype=bfloat16 --batch $b --size 384 --repeats 10 \
