@@ -6,7 +6,7 @@ its archive). Put torchvision ImageNet ResNet-50 weights in model.pretrained to 
 them, as the papers do: `--config.model.pretrained=resnet50.pth`.
 """
 
-from configs import default
+from depthsense_jax.configs import default
 
 
 def get_config():

@@ -5,7 +5,7 @@ Launch on all workers at once (docs/tpu.md); the global batch must divide by the
 chips (v4-32: 16, v5e-64: 64).
 """
 
-from configs import redweb
+from depthsense_jax.configs import redweb
 
 
 def get_config():

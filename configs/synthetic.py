@@ -4,7 +4,7 @@ Sized to run in about ten minutes on a 2-core CPU (3,000 steps of 16 images) and
 visibly: validation WHDR from about 47% untrained to under 15% (docs/results.md).
 """
 
-from configs import default
+from depthsense_jax.configs import default
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """Export a trained DepthNet: params files, a serialized jax.export function, a TF SavedModel.
 
-Layout of an export folder:
+Layout of an export folder (model.json and the params files: see `params_io`):
   model.json            the model config that rebuilds DepthNet (encoder_depth, width, ...)
   params.msgpack        {"params", "batch_stats"} by flax.serialization
   params.safetensors    the same, flat names joined by "/" ("params/encoder/conv1/kernel")
@@ -10,109 +10,19 @@ Layout of an export folder:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization, traverse_util
+from flax import traverse_util
 
-from depthsense_jax import inference
-from depthsense_jax.config import model_from_config
+from depthsense_jax import params_io
+from depthsense_jax.inference import LoadedModel
+from depthsense_jax.models import infer, model_from_config
 
 FORMATS = ("msgpack", "safetensors", "jax", "savedmodel")
-
-
-def _flat(variables: dict) -> dict[str, np.ndarray]:
-    flat = traverse_util.flatten_dict(jax.device_get(variables), sep="/")
-    return {k: np.ascontiguousarray(np.asarray(v)) for k, v in flat.items()}
-
-
-def write_model_json(out_dir: str, model_config, image_size: int | None = None) -> str:
-    """DIR/model.json: the DepthNet fields, and the training image_size (predict's default
-    --size) when known."""
-    path = os.path.join(out_dir, "model.json")
-    data = inference.model_config_dict(model_config)
-    if image_size:
-        data["image_size"] = int(image_size)
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2)
-    return path
-
-
-def trained_size(path: str) -> int | None:
-    """The image_size recorded in an export folder's model.json (None if absent)."""
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
-    try:
-        with open(os.path.join(folder, "model.json")) as f:
-            return json.load(f).get("image_size")
-    except (OSError, ValueError):
-        return None
-
-
-def save_msgpack(out_dir: str, variables: dict) -> str:
-    path = os.path.join(out_dir, "params.msgpack")
-    with open(path, "wb") as f:
-        f.write(serialization.msgpack_serialize(_to_numpy(variables)))
-    return path
-
-
-def save_safetensors(out_dir: str, variables: dict) -> str:
-    from safetensors.numpy import save_file
-
-    path = os.path.join(out_dir, "params.safetensors")
-    save_file(_flat(variables), path)
-    return path
-
-
-def _to_numpy(tree):
-    return jax.tree.map(lambda x: np.asarray(x), jax.device_get(tree))
-
-
-def load_params(path: str):
-    """(model config, variables) from an export folder (params.msgpack, else
-    params.safetensors, with model.json) or from one of those files beside its model.json."""
-    folder, file = (path, None) if os.path.isdir(path) else os.path.split(path)
-    model_json = os.path.join(folder, "model.json")
-    if not os.path.isfile(model_json):
-        raise FileNotFoundError(f"{model_json} does not exist: an export folder has model.json "
-                                "beside its params (`depthsense export`)")
-    model_config = inference.read_model_json(model_json)
-    candidates = [file] if file else ["params.msgpack", "params.safetensors"]
-    for name in candidates:
-        full = os.path.join(folder, name)
-        if not os.path.isfile(full):
-            continue
-        if name.endswith(".msgpack"):
-            with open(full, "rb") as f:
-                variables = serialization.msgpack_restore(f.read())
-        elif name.endswith(".safetensors"):
-            from safetensors.numpy import load_file
-
-            variables = traverse_util.unflatten_dict(load_file(full), sep="/")
-        else:
-            raise ValueError(f"{full}: expected a .msgpack or .safetensors params file")
-        _check_variables(model_config, variables, full)
-        return model_config, variables
-    raise FileNotFoundError(f"no params.msgpack or params.safetensors in {folder}")
-
-
-def _check_variables(model_config, variables: dict, path: str) -> None:
-    """Every leaf the model needs is there with its shape; a clear error otherwise."""
-    model = model_from_config(model_config)
-    shapes = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
-                                               jnp.zeros((1, 64, 64, 3)), train=False))
-    want = {k: v.shape for k, v in traverse_util.flatten_dict(shapes, sep="/").items()}
-    have = {k: np.shape(v) for k, v in traverse_util.flatten_dict(variables, sep="/").items()}
-    problems = [f"missing {k}" for k in sorted(set(want) - set(have))]
-    problems += [f"unexpected {k}" for k in sorted(set(have) - set(want))]
-    problems += [f"{k}: shape {have[k]}, model wants {want[k]}"
-                 for k in sorted(set(want) & set(have)) if tuple(have[k]) != tuple(want[k])]
-    if problems:
-        raise ValueError(f"{path} does not fit the model of its model.json "
-                         f"({dict(model_config)}): " + "; ".join(problems[:10]))
 
 
 def inference_fn(model_config, variables: dict) -> Callable[[jax.Array], jax.Array]:
@@ -121,7 +31,7 @@ def inference_fn(model_config, variables: dict) -> Callable[[jax.Array], jax.Arr
     variables = jax.tree.map(jnp.asarray, variables)
 
     def fn(images):
-        return model.apply(variables, images, train=False)
+        return infer(model, variables, images)
 
     return fn
 
@@ -156,11 +66,11 @@ def export_savedmodel(out_dir: str, model_config, variables: dict) -> str:
     import tensorflow as tf
     from jax.experimental import jax2tf
 
-    from depthsense_jax.data.pipeline import keep_tf_off_accelerators
+    from depthsense_jax._tf import keep_tf_off_accelerators
 
     keep_tf_off_accelerators()  # on a GPU host the GPU memory is JAX's
     model = model_from_config(model_config)
-    flat = _flat(variables)
+    flat = params_io.flat(variables)
     names = sorted(flat)
     module = tf.Module()
     module.params = [tf.Variable(flat[n], trainable=False, name=n.replace("/", "__"))
@@ -168,7 +78,7 @@ def export_savedmodel(out_dir: str, model_config, variables: dict) -> str:
 
     def apply(params, images):
         tree = traverse_util.unflatten_dict(dict(zip(names, params, strict=True)), sep="/")
-        return model.apply(tree, images, train=False)
+        return infer(model, tree, images)
 
     converted = jax2tf.convert(apply, polymorphic_shapes=[None, "(b, 32*h, 32*w, 3)"],
                                with_gradient=False)
@@ -188,26 +98,30 @@ def _max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
-def export_all(out_dir: str, model_config, variables: dict, formats=FORMATS,
+def export_all(out_dir: str, model: LoadedModel, formats=FORMATS,
                platforms: tuple[str, ...] = ("cpu",), sizes=((64, 96), (96, 64)),
-               log: Callable[[str], None] = print, tolerance: float = 1e-5,
-               image_size: int | None = None) -> dict:
-    """Write every format, reload each, run it on random inputs of `sizes`, compare with the
-    live model and report file sizes. A mismatch above `tolerance` is a RuntimeError."""
+               log: Callable[[str], None] = print, tolerance: float = 1e-5) -> dict:
+    """Write every format of `model`, reload each, run it on random inputs of `sizes`,
+    compare with the live model and report file sizes. A mismatch above `tolerance` is a
+    RuntimeError."""
     unknown = sorted(set(formats) - set(FORMATS))
-    if unknown:
+    if unknown or not formats:
         raise ValueError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
+    unknown = sorted(set(platforms) - {"cpu", "cuda", "tpu", "rocm"})
+    if unknown or not platforms:
+        raise ValueError(f"unknown platform(s) {unknown}; choose from cpu, cuda, tpu, rocm")
+    model_config, variables = model.model_config, model.variables
     os.makedirs(out_dir, exist_ok=True)
     live = jax.jit(inference_fn(model_config, variables))
     rng = np.random.default_rng(0)
     inputs = [rng.random((2, h, w, 3), dtype=np.float32) for h, w in sizes]
     expected = [np.asarray(live(x)) for x in inputs]
-    report = {"model.json": write_model_json(out_dir, model_config, image_size)}
-    reference = _flat(variables)
+    report = {"model.json": params_io.write_model_json(out_dir, model_config, model.image_size)}
+    reference = params_io.flat(variables)
 
     def check_params(path):
-        _, loaded = load_params(path)
-        flat = _flat(loaded)
+        _, loaded = params_io.load_params(path)
+        flat = params_io.flat(loaded)
         same = set(flat) == set(reference) and all(
             flat[k].dtype == reference[k].dtype and np.array_equal(flat[k], reference[k])
             for k in reference)
@@ -223,10 +137,10 @@ def export_all(out_dir: str, model_config, variables: dict, formats=FORMATS,
 
     for fmt in formats:
         if fmt == "msgpack":
-            path = save_msgpack(out_dir, variables)
+            path = params_io.save_msgpack(out_dir, variables)
             verdict = check_params(path)
         elif fmt == "safetensors":
-            path = save_safetensors(out_dir, variables)
+            path = params_io.save_safetensors(out_dir, variables)
             verdict = check_params(path)
         elif fmt == "jax":
             path = export_jax(out_dir, model_config, variables, platforms)

@@ -1,14 +1,19 @@
-"""Relative depth for photos of any size: load a trained model, resize, predict, resize back.
+"""Relative depth for photos of any size: load a trained model, resize, predict, resize back,
+and write the results for photo files.
 
 The model takes sides that are multiples of 32. A photo is resized keeping its aspect ratio so
-that its long side is `size` (rounded to a multiple of 32, each side at least 32), predicted,
-and the prediction resized back to the photo's size (bilinear).
+that its *short* side is `size` (the training `image_size` by default: training crops come
+from images whose short side is image_size x 1..scale_max, evaluation from a short side of
+exactly image_size), both sides rounded to multiples of 32; the prediction is resized back to
+the photo's size (bilinear).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import glob
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 
 import cv2
@@ -17,48 +22,63 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from depthsense_jax.config import model_from_config
+from depthsense_jax import params_io, viz
+from depthsense_jax.models import MODEL_KEYS, infer, model_from_config
 
-MODEL_KEYS = ("encoder_depth", "width", "fusion_channels", "dtype")
+FORMATS = ("png16", "color", "npy", "side")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+CHUNK = 64  # photos read and held at once by predict_files
+DEFAULT_SIZE = 384  # when neither the params nor the user say: the seed's training size
+MAX_ASPECT = 4  # the long side the model sees is at most this many times the short side
 
 
 def model_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """(h, w) the model sees for a (height, width) photo: aspect kept, long side ~`size`,
-    both multiples of 32 and at least 32."""
+    """(h, w) the model sees for a (height, width) photo: aspect kept, short side ~`size`
+    (the long side at most MAX_ASPECT x `size`: a panorama is scaled down further), both
+    multiples of 32 and at least 32."""
     if size < 32 or size % 32:
         raise ValueError(f"size must be a positive multiple of 32, got {size}")
     if height < 1 or width < 1:
         raise ValueError(f"image must be at least 1x1, got {height}x{width}")
-    scale = size / max(height, width)
+    scale = min(size / min(height, width), MAX_ASPECT * size / max(height, width))
     return (max(32, int(round(height * scale / 32)) * 32),
             max(32, int(round(width * scale / 32)) * 32))
 
 
-def load_workdir(workdir: str, checkpoint: str = "latest"):
-    """(model config, variables {"params", "batch_stats"}) of a training workdir's checkpoint:
-    "latest", "best" or a step number."""
-    from depthsense_jax.train import loop
+@dataclasses.dataclass
+class LoadedModel:
+    """A trained model ready to predict: what rebuilds it, its variables, and the short side
+    it was trained at (None when unknown)."""
 
-    config = loop.load_workdir_config(workdir)
-    _, state = loop.build_state(config, total_steps=1)
-    state, _ = loop.restore_named(workdir, config, state, checkpoint, lambda s: None)
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    return config.model, jax.device_get(variables)
+    model_config: ml_collections.ConfigDict
+    variables: dict
+    image_size: int | None = None
 
 
-def model_config_dict(model_config) -> dict:
-    """The fields that rebuild DepthNet (what model.json holds)."""
-    return {key: model_config[key] for key in MODEL_KEYS}
-
-
-def read_model_json(path: str) -> ml_collections.ConfigDict:
-    with open(path) as f:
-        data = json.load(f)
-    missing = [k for k in MODEL_KEYS if k not in data]  # extra keys (image_size) are hints
-    if missing:
-        raise ValueError(f"{path}: model config lacks {missing}; expected the keys "
-                         f"{list(MODEL_KEYS)}")
-    return ml_collections.ConfigDict({k: data[k] for k in MODEL_KEYS})
+def load_model(workdir: str | None = None, params: str | None = None,
+               checkpoint: str = "latest", config: ml_collections.ConfigDict | None = None,
+               log: Callable[[str], None] = lambda s: None) -> LoadedModel:
+    """The model of a training workdir's checkpoint (`workdir`, `checkpoint` "latest",
+    "best" or a step) or of an export folder / params file (`params`): exactly one of them.
+    `config` (optional) overrides the image size and the compute dtype; it must describe the
+    same architecture."""
+    if bool(workdir) == bool(params):
+        raise ValueError("give exactly one of --workdir DIR or --params FILE_OR_DIR")
+    if workdir:
+        model_config, variables, _ = params_io.restore_params(workdir, checkpoint, log)
+        size = params_io.workdir_image_size(workdir)
+    else:
+        model_config, variables = params_io.load_params(params)
+        size = params_io.trained_size(params)
+    if config is not None:
+        size = config.image_size
+        if any(config.model[k] != model_config[k] for k in MODEL_KEYS if k != "dtype"):
+            raise ValueError(
+                f"--config describes another model ({params_io.model_config_dict(config.model)})"
+                f" than the params ({params_io.model_config_dict(model_config)})")
+        model_config = ml_collections.ConfigDict(dict(model_config))
+        model_config.dtype = config.model.dtype
+    return LoadedModel(model_config, variables, size)
 
 
 class Predictor:
@@ -67,7 +87,7 @@ class Predictor:
     def __init__(self, model_config, variables: dict):
         self.model = model_from_config(model_config)
         self.variables = jax.device_put(variables)
-        self._apply = jax.jit(lambda v, x: self.model.apply(v, x, train=False))
+        self._apply = jax.jit(lambda v, x: infer(self.model, v, x))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """images: (B, h, w, 3) float32 in [0, 1], h and w multiples of 32 -> (B, h, w)."""
@@ -81,26 +101,30 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def predict(
-    params: Predictor | Callable[[np.ndarray], np.ndarray] | tuple | str,
+    params: Predictor | LoadedModel | tuple | str,
     images: Iterable[np.ndarray],
-    size: int = 384,
+    size: int | None = None,
     batch_size: int = 8,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[np.ndarray]:
     """Relative inverse depth (larger = nearer) for each photo, at the photo's size.
 
-    params: an export folder or params file (`depthsense export`), a (model config,
-    variables) pair, or a Predictor (reuse one across calls: it keeps its compilations).
+    params: an export folder or params file (`depthsense export`), a LoadedModel, a (model
+    config, variables) pair, or a Predictor (reuse one across calls: it keeps its
+    compilations). size: the short side the model sees (default: the training image_size
+    when `params` knows it, else 384).
 
     images: (H, W, 3) float32 RGB in [0, 1] (any H, W >= 1). Photos whose model size is the
     same go through the model together, `batch_size` at a time. Returns (H, W) float32 each,
     in the model's arbitrary scale and shift. on_batch(n): called after each batch of n.
     """
     if isinstance(params, str | os.PathLike):
-        from depthsense_jax import export
-
-        params = export.load_params(str(params))
+        params = load_model(params=str(params))
+    if isinstance(params, LoadedModel):
+        size = size or params.image_size
+        params = (params.model_config, params.variables)
     predictor = Predictor(*params) if isinstance(params, tuple) else params
+    size = size or DEFAULT_SIZE
     images = list(images)
     for i, image in enumerate(images):
         if image.ndim != 3 or image.shape[2] != 3:
@@ -129,14 +153,10 @@ def predict(
 
 # Photo files -------------------------------------------------------------------------------
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
 
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
     """Files, folders (recursive, image suffixes) and glob patterns -> sorted unique paths.
     A name that matches nothing is a ValueError."""
-    import glob
-
     paths: list[str] = []
     for item in inputs:
         if os.path.isdir(item):
@@ -178,3 +198,93 @@ def read_photo(path: str) -> np.ndarray:
     else:
         image = np.repeat(image[..., :1], 3, axis=2)
     return np.clip(image.astype(np.float32) / scale, 0.0, 1.0)
+
+
+def to_png16(depth: np.ndarray) -> np.ndarray:
+    """(H, W) relative depth -> uint16 normalised to 0..65535 over the image (larger =
+    nearer); a constant map gives 0."""
+    lo, hi = float(depth.min()), float(depth.max())
+    scaled = (depth - lo) / (hi - lo) if hi > lo else np.zeros_like(depth)
+    return np.round(scaled * 65535).astype(np.uint16)
+
+
+def _output_names(paths: Sequence[str]) -> dict[str, str]:
+    """Input path -> output stem, relative to the inputs' common folder (no collisions)."""
+    folders = [os.path.dirname(os.path.abspath(p)) for p in paths]
+    root = os.path.commonpath(folders) if folders else ""
+    return {p: os.path.splitext(os.path.relpath(os.path.abspath(p), root))[0] for p in paths}
+
+
+def write_outputs(stem: str, photo: np.ndarray, depth: np.ndarray, formats: Sequence[str],
+                  colormap: str = "inferno") -> None:
+    """Write `formats` of one prediction next to `stem`: STEM_depth.png (png16),
+    STEM_color.png (color), STEM.npy (npy), STEM_side.png (photo | colour map)."""
+    os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
+    color = None
+    for fmt in formats:
+        if fmt == "png16":
+            if not cv2.imwrite(stem + "_depth.png", to_png16(depth)):
+                raise OSError(f"could not write {stem}_depth.png")
+        elif fmt == "npy":
+            np.save(stem + ".npy", depth.astype(np.float32))
+        elif fmt in ("color", "side"):
+            if color is None:
+                color = viz.colorize(depth, colormap=colormap)
+            if fmt == "color":
+                viz.write_rgb(stem + "_color.png", color)
+            else:
+                viz.write_rgb(stem + "_side.png",
+                              np.concatenate([viz.to_uint8(photo), color], axis=1))
+
+
+@dataclasses.dataclass
+class Summary:
+    written: list[str] = dataclasses.field(default_factory=list)  # input paths done
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (path, why)
+
+
+def predict_files(model: LoadedModel, inputs: Sequence[str], out_dir: str,
+                  size: int | None = None, formats: Sequence[str] = ("png16", "color"),
+                  colormap: str = "inferno", batch_size: int = 4,
+                  log: Callable[[str], None] = print) -> Summary:
+    """Predict every photo that `inputs` names (files, folders, globs) and write `formats`
+    for each into out_dir, keeping the inputs' folder structure. Unreadable files are
+    reported, skipped and counted; when none could be read it is a ValueError."""
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"--format {','.join(formats)!r}: choose from {', '.join(FORMATS)}")
+    viz.colormap_id(colormap)  # a bad --colormap fails before anything is read
+    size = size or model.image_size or DEFAULT_SIZE
+    model_size(32, 32, size)  # so does a bad --size
+    paths = expand_inputs(inputs)
+    if not paths:
+        raise ValueError(f"no image files in {list(inputs)}")
+    names = _output_names(paths)
+    predictor = Predictor(model.model_config, model.variables)
+    summary = Summary()
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(paths), unit="photo", desc="predict", file=sys.stderr,
+               disable=len(paths) < 2 or not sys.stderr.isatty())
+    for start in range(0, len(paths), CHUNK):
+        photos, kept = [], []
+        for path in paths[start:start + CHUNK]:
+            try:
+                photos.append(read_photo(path))
+                kept.append(path)
+            except (ValueError, OSError) as err:
+                summary.skipped.append((path, str(err)))
+                tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
+                bar.update(1)
+        depths = predict(predictor, photos, size=size, batch_size=batch_size,
+                         on_batch=bar.update)
+        for path, photo, depth in zip(kept, photos, depths, strict=True):
+            write_outputs(os.path.join(out_dir, names[path]), photo, depth, formats, colormap)
+            summary.written.append(path)
+    bar.close()
+    log(f"wrote {', '.join(formats)} for {len(summary.written)} photo(s) to {out_dir} "
+        f"(short side {size})"
+        + (f"; skipped {len(summary.skipped)} unreadable file(s)" if summary.skipped else ""))
+    if not summary.written:
+        raise ValueError(f"none of the {len(paths)} input file(s) could be read")
+    return summary

@@ -1,6 +1,7 @@
 """Relative-depth metrics, each per image ((B,) float32) and mask-aware.
 
-An image with nothing to measure (empty mask, no counted pair) scores 0.
+An image with nothing to measure (fewer than two valid pixels, no counted pair) scores 0;
+weight such images 0 when averaging over images (see `counted_pairs`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,23 @@ from depthsense_jax._reduce import masked_mean
 from depthsense_jax.losses.scale_shift import fit_scale_shift
 from depthsense_jax.losses.ssim import ssim
 
-__all__ = ["abs_rel", "align_scale_shift", "delta1", "mse", "ssim", "whdr"]
+__all__ = ["abs_rel", "align_scale_shift", "counted_pairs", "delta1", "mse", "ssim", "whdr"]
+
+
+def _counted(pairs: sampling.Pairs, mask: jax.Array | None) -> jax.Array:
+    """(B, P) bool: the pair is valid and both its points are in `mask`."""
+    if mask is None:
+        return pairs.valid
+    in_a, in_b = sampling.gather_pairs(jnp.asarray(mask, bool), pairs)
+    return pairs.valid & in_a & in_b
+
+
+def counted_pairs(pairs: sampling.Pairs, mask: jax.Array | None = None) -> jax.Array:
+    """Pairs that count per image: valid, with both points in `mask`: (B,) int32.
+
+    An image with none has no WHDR; give it weight 0 when averaging over images.
+    """
+    return jnp.sum(_counted(pairs, mask), axis=1, dtype=jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnames=("sigma",))
@@ -29,20 +46,33 @@ def whdr(
 ) -> jax.Array:
     """Weighted human disagreement rate (Chen et al. 2016), unweighted: (B,) in [0, 1].
 
-    The fraction of counted pairs (valid, both points in `mask`) whose ordinal label from
-    `pred` differs from the label from `target`, both by `sampling.ordinal_labels`'s rule with
-    the same sigma (so "equal" pairs count too). pred, target: (B, H, W), larger = nearer.
+    The fraction of counted pairs (valid, both points in `mask`) whose ordinal label from the
+    prediction differs from the label from `target`, both by `sampling.ordinal_labels`'s
+    ratio rule with the same sigma (so "equal" pairs count too). pred, target: (B, H, W),
+    larger = nearer.
+
+    A relative prediction has a free scale and shift, and the ratio rule is not invariant
+    to a shift, so the prediction is labelled after per-image least-squares scale-and-shift
+    alignment to the target over `mask` (all pixels when None), as AbsRel and delta1 are.
+    The scale is clamped at 0, so WHDR(a * pred + b) == WHDR(pred) for every a > 0 and b,
+    while a prediction anti-correlated with the target counts as constant (every ordered
+    pair wrong) instead of being flipped into a good one. An image with no counted pair
+    scores 0: weight it 0 (`counted_pairs`) when averaging.
     """
     _checks.check_rank("pred", pred, 3, "(B, H, W)")
     _checks.check_same_shape("target", target, "pred", pred.shape)
     _checks.check_mask(mask, "pred", pred.shape)
     sampling.check_pairs(pairs, pred.shape[0])
-    counted = pairs.valid
-    if mask is not None:
-        in_a, in_b = sampling.gather_pairs(jnp.asarray(mask, bool), pairs)
-        counted = counted & in_a & in_b
-    truth = sampling.ordinal_labels(jnp.asarray(target, jnp.float32), pairs, sigma)
-    p_a, p_b = sampling.gather_pairs(jnp.asarray(pred, jnp.float32), pairs)
+    counted = _counted(pairs, mask)
+    fit_mask = jnp.ones(pred.shape, bool) if mask is None else jnp.asarray(mask, bool)
+    target = jnp.asarray(target, jnp.float32)
+    scale, shift = fit_scale_shift(pred, target, fit_mask)
+    # With the scale clamped to 0 the aligned map is a constant whatever the shift: every
+    # pair is labelled "equal".
+    scale = jnp.maximum(scale, 0.0)
+    aligned = scale[:, None, None] * jnp.asarray(pred, jnp.float32) + shift[:, None, None]
+    truth = sampling.ordinal_labels(target, pairs, sigma)
+    p_a, p_b = sampling.gather_pairs(aligned, pairs)
     guess = sampling.labels_from_values(p_a, p_b, sigma)
     wrong = jnp.sum(counted & (guess != truth), axis=1)
     count = jnp.sum(counted, axis=1)

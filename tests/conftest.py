@@ -1,12 +1,42 @@
-"""Shared test settings: CPU, float32 by default, torch limited to the 2 CI cores."""
+"""Shared test settings and fixtures: CPU, a persistent compilation cache for the session,
+the tiny model and data every training test uses, and one trained tiny workdir.
+
+The compilation cache: most of the suite's time is XLA compiling the same small programs
+(the tiny model's train and eval steps) in several tests, worker processes and subprocesses;
+the cache compiles each once per session. It lives in a fresh folder per session, set in the
+environment before the xdist workers and any subprocess start, so they all share it.
+"""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="depthsense-jax-cache-")
+    os.environ["DEPTHSENSE_TEST_OWNS_CACHE"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
+
+import dataclasses  # noqa: E402
+import pathlib  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
+
+# The tiny model and run every training test shares: ResNet-18 at width 8, a 16-channel
+# decoder, 64 px crops of the tiny synthetic scenes, batch 4, ranking + SSIM.
+TINY = [
+    "--config.data.name=synthetic_scenes/tiny", "--config.image_size=64",
+    "--config.batch_size=4", "--config.model.encoder_depth=18", "--config.model.width=8",
+    "--config.model.fusion_channels=16", "--config.optimizer.warmup_steps=2",
+    "--config.optimizer.learning_rate=1e-3", "--config.log_every=1",
+    "--config.checkpoint.every=2", "--config.eval.num_pairs=100", "--config.eval.train_batches=1",
+    "--config.loss.weights.edge_guided_ranking=0.0", "--config.loss.weights.smoothness=0.0",
+]
+# The trained workdir: 3 epochs of 2 steps, evaluated after each.
+TRAINED = ["--config.num_epochs=3", "--config.steps_per_epoch=2"]
 
 
 @pytest.fixture
@@ -22,3 +52,77 @@ def pytest_configure(config):
     except ImportError:
         pass
 
+
+def pytest_unconfigure(config):
+    owned = os.environ.get("DEPTHSENSE_TEST_OWNS_CACHE")
+    if owned and not hasattr(config, "workerinput"):  # the controller, after its workers
+        shutil.rmtree(owned, ignore_errors=True)
+
+
+def _shared_dir(tmp_path_factory) -> pathlib.Path:
+    """A folder all xdist workers of this session share (the parent of their basetemps)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
+    """TFDS data_dir with synthetic_scenes/tiny built, once for the whole session."""
+    from depthsense_jax.config import load_config
+    from depthsense_jax.data import registry
+
+    path = _shared_dir(tmp_path_factory) / "tiny_data"
+    with FileLock(str(path) + ".lock"):
+        registry.prepared_builder(load_config("default", [
+            "--config.data.name=synthetic_scenes/tiny", f"--config.data.data_dir={path}"]).data)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(tiny_data_dir) -> list[str]:
+    """TINY plus the session's built data: the overrides of every tiny training config."""
+    return [*TINY, f"--config.data.data_dir={tiny_data_dir}"]
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_overrides):
+    """tiny_config(*extra_overrides) -> the locked default config with TINY applied."""
+    from depthsense_jax.config import load_config
+
+    def make(*extra: str):
+        return load_config("default", [*tiny_overrides, *extra])
+
+    return make
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    workdir: str
+    overrides: list[str]
+    log: str
+
+    def copy(self, destination: pathlib.Path) -> str:
+        """A private copy of the workdir, for tests that change it."""
+        shutil.copytree(self.workdir, destination)
+        return str(destination)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tiny_overrides) -> TrainedRun:
+    """One tiny run (TRAINED: 6 steps, evaluated at 2, 4, 6), trained once per session and
+    shared read-only; use `trained.copy(tmp_path / "run")` to change it."""
+    from depthsense_jax.config import load_config
+    from depthsense_jax.train import loop
+
+    root = _shared_dir(tmp_path_factory)
+    workdir = root / "trained_run"
+    overrides = [*tiny_overrides, *TRAINED]
+    with FileLock(str(workdir) + ".lock"):
+        log_file = root / "trained_run.log"
+        if not (workdir / "predictions.png").exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+            lines = []
+            loop.train_and_evaluate(load_config("default", overrides), str(workdir),
+                                    log=lines.append)
+            log_file.write_text("\n".join(lines))
+    return TrainedRun(str(workdir), overrides, log_file.read_text())

@@ -97,6 +97,25 @@ def test_total_is_weighted_sum_of_parts(realistic):
     np.testing.assert_allclose(float(total), want, rtol=1e-6)
 
 
+def test_ordinal_mask_reaches_only_the_ranking_parts(realistic):
+    """keep_sky's "ordinal_mask" (mask plus the sky, at depth 0) changes the two ranking
+    parts, which then equal the individual losses on that mask, and no other part."""
+    pred, batch, _, parts = realistic
+    ordinal = jnp.ones_like(batch["mask"])
+    sky_depth = jnp.where(batch["mask"], batch["depth"], 0.0)
+    with_sky = dict(batch, depth=sky_depth, ordinal_mask=ordinal)
+    _, sky_parts = losses.combined_loss(KEY, pred, with_sky, WEIGHTS)
+    _, plain_parts = losses.combined_loss(KEY, pred, dict(batch, depth=sky_depth), WEIGHTS)
+    for name in ("ssim", "smoothness", "scale_shift", "gradient_matching"):
+        assert float(sky_parts[name]) == float(plain_parts[name]) == float(parts[name]), name
+    key_ranking, _ = jax.random.split(KEY)
+    pairs = sampling.random_pairs(key_ranking, ordinal, 300)
+    want = losses.ranking_loss(pred, sky_depth, pairs, mask=ordinal)
+    np.testing.assert_allclose(float(sky_parts["ranking"]), float(want), rtol=1e-6)
+    for name in ("ranking", "edge_guided_ranking"):
+        assert float(sky_parts[name]) != float(plain_parts[name]), name
+
+
 def test_each_part_matches_the_individual_loss(realistic):
     pred, batch, _, parts = realistic
     image, depth, mask = batch["image"], batch["depth"], batch["mask"]

@@ -1,11 +1,17 @@
 """Config files, command-line overrides, and building the model (with pretrained weights)."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from depthsense_jax.config import create_variables, load_config, model_from_config
+from depthsense_jax import cli
+from depthsense_jax.config import load_config
+from depthsense_jax.models import create_variables, model_from_config
 
 DEFAULT = "configs/default.py"
 
@@ -16,21 +22,34 @@ def test_default_config_fields():
     assert config.image_size % 32 == 0
 
 
-def test_overrides_keep_types():
+def test_overrides_parse_values_of_each_type():
     config = load_config(DEFAULT, [
         "--config.model.encoder_depth=18", "config.model.dtype=bfloat16",
         "--config.loss.weights.ssim=0.5", "--config.model.pretrained=/tmp/x.npz",
+        "--config.optimizer.learning_rate=1",  # an int where a float is: widened
+        "--config.data.flip=false", "--config.data.keep_sky=True", "--config.data.name=123",
     ])
     assert config.model.encoder_depth == 18 and isinstance(config.model.encoder_depth, int)
     assert config.model.dtype == "bfloat16"
     assert config.loss.weights.ssim == 0.5
     assert config.model.pretrained == "/tmp/x.npz"
+    assert config.optimizer.learning_rate == 1.0
+    assert isinstance(config.optimizer.learning_rate, float)
+    assert config.data.flip is False and config.data.keep_sky is True
+    assert config.data.name == "123"  # a str field keeps the text
 
 
 @pytest.mark.parametrize("override, message", [
-    ("--config.model.nope=1", "no config field"),
-    ("--config.nope.width=1", "no config field"),
-    ("--config.model.width=wide", "is int"),
+    ("--config.model.nope=1", "no field 'model.nope'"),
+    ("--config.nope.width=1", "no field 'nope.width'"),
+    ("--config.model.widht=3", "did you mean model.width"),
+    ("--config.model.width=wide", "model.width is int, got 'wide'"),
+    # Used to become 12 silently (int(12.5)).
+    ("--config.batch_size=12.5", "batch_size is int, got '12.5'"),
+    ("--config.batch_size=True", "batch_size is int"),
+    ("--config.optimizer.learning_rate=fast", "learning_rate is float"),
+    ("--config.data.flip=1", "flip is bool"),
+    ("--config.model=3", "is a section"),
     ("--config.model.width", "KEY=VALUE"),
 ])
 def test_bad_overrides(override, message):
@@ -38,9 +57,36 @@ def test_bad_overrides(override, message):
         load_config(DEFAULT, [override])
 
 
+def test_config_is_locked_after_overrides():
+    config = load_config(DEFAULT)
+    config.batch_size = 4  # existing fields can still be set
+    with pytest.raises(AttributeError):
+        config.batch_sise = 4
+
+
+def test_bad_override_on_the_command_line_is_one_clear_error(capsys):
+    assert cli.main(["model-summary", "--config.batch_size=12.5"]) == cli.EXIT_ERROR
+    assert "batch_size is int, got '12.5'" in capsys.readouterr().err
+
+
 def test_missing_config_file():
     with pytest.raises(FileNotFoundError, match="nope.py"):
         load_config("configs/nope.py")
+
+
+def test_shipped_configs_load_by_name_from_any_folder(tmp_path):
+    """`--config synthetic` works outside the repository, and no top-level `configs`
+    package is installed (it would clash with any other project's)."""
+    script = ("import importlib.util, sys\n"
+              "from depthsense_jax.config import load_config\n"
+              "assert load_config('synthetic').image_size == 96\n"
+              "assert load_config('redweb').data.name == 'redweb'\n"
+              "print(importlib.util.find_spec('configs'))\n")
+    env = dict(os.environ, PYTHONPATH="")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "None"
 
 
 def test_unknown_dtype():
@@ -50,8 +96,10 @@ def test_unknown_dtype():
 
 
 def test_create_variables_loads_pretrained_encoder(tmp_path):
-    torch_resnet = pytest.importorskip("torch_resnet")
-    net = torch_resnet.make_resnet(18, 8, seed=0)
+    pytest.importorskip("torch")
+    from reference.torch_depthnet import make_resnet
+
+    net = make_resnet(18, 8, seed=0)
     path = tmp_path / "r18.npz"
     np.savez(path, **{k: v.numpy() for k, v in net.state_dict().items()})
     config = load_config(DEFAULT, [
@@ -65,3 +113,37 @@ def test_create_variables_loads_pretrained_encoder(tmp_path):
     np.testing.assert_array_equal(mean, net.layer1[0].bn1.running_mean.numpy())
     out = model.apply(variables, jnp.zeros((1, 64, 64, 3)))
     assert out.shape == (1, 64, 64)
+
+
+def test_convert_weights_output_loads_as_model_pretrained(tmp_path, capsys):
+    """A plain-PyTorch torchvision-layout state dict -> `depthsense convert-weights` ->
+    .msgpack -> model.pretrained: the same encoder as loading the .pth itself (the
+    .msgpack used to be rejected there, while the command said to load it there)."""
+    torch = pytest.importorskip("torch")
+    from reference.torch_depthnet import make_resnet
+
+    net = make_resnet(18, 8, seed=3)
+    pth = tmp_path / "r18.pth"
+    torch.save(net.state_dict(), pth)
+    converted = tmp_path / "encoder.msgpack"
+    assert cli.main(["convert-weights", str(pth), str(converted), "--depth", "18",
+                     "--width", "8"]) == 0
+    assert f"--config.model.pretrained={converted}" in capsys.readouterr().out
+    model_overrides = ["--config.model.encoder_depth=18", "--config.model.width=8",
+                       "--config.model.fusion_channels=16"]
+    loaded = {}
+    for name, path in (("msgpack", converted), ("pth", pth)):
+        config = load_config(DEFAULT, [*model_overrides, f"--config.model.pretrained={path}"])
+        _, variables = create_variables(config.model, jax.random.PRNGKey(0))
+        loaded[name] = variables
+    for collection in ("params", "batch_stats"):
+        a = jax.tree.leaves(loaded["msgpack"][collection]["encoder"])
+        b = jax.tree.leaves(loaded["pth"][collection]["encoder"])
+        assert len(a) == len(b) > 0
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # The msgpack of another encoder is a clear error naming the mismatches.
+    config = load_config(DEFAULT, ["--config.model.encoder_depth=34", "--config.model.width=8",
+                                   f"--config.model.pretrained={converted}"])
+    with pytest.raises(ValueError, match="does not fit this ResNet encoder"):
+        create_variables(config.model, jax.random.PRNGKey(0))

@@ -6,8 +6,6 @@ import pytest
 
 from depthsense_jax import cli
 
-pytest.importorskip("tensorflow_datasets")
-
 
 @pytest.fixture(scope="module")
 def fake_redweb(tmp_path_factory):

@@ -7,10 +7,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from depthsense_jax import cli, export, inference, predict_files
-from depthsense_jax.config import create_variables
+from depthsense_jax import cli, export, inference, params_io
+from depthsense_jax.models import create_variables
 
 TINY_MODEL = ml_collections.ConfigDict(
     {"encoder_depth": 18, "width": 8, "fusion_channels": 16, "dtype": "float32",
@@ -33,8 +34,8 @@ def tiny():
 @pytest.fixture(scope="module")
 def export_dir(tiny, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
-    export.write_model_json(str(out), TINY_MODEL)
-    export.save_msgpack(str(out), tiny[1])
+    params_io.write_model_json(str(out), TINY_MODEL)
+    params_io.save_msgpack(str(out), tiny[1])
     return str(out)
 
 
@@ -43,11 +44,14 @@ def _apply(model, variables, images):
 
 
 def test_model_size_keeps_aspect_in_multiples_of_32():
-    assert inference.model_size(480, 640, 384) == (288, 384)
-    assert inference.model_size(640, 480, 384) == (384, 288)
+    """The short side is `size`, as in training (short side to image_size, then crop)."""
+    assert inference.model_size(480, 640, 384) == (384, 512)
+    assert inference.model_size(640, 480, 384) == (512, 384)
     assert inference.model_size(1, 1, 384) == (384, 384)
-    assert inference.model_size(1, 1000, 384) == (32, 384)  # never below 32
-    assert inference.model_size(333, 517, 256) == (160, 256)
+    assert inference.model_size(333, 517, 256) == (256, 384)
+    assert inference.model_size(90, 160, 96) == (96, 160)  # 16:9 at the synthetic default
+    # A panorama: the long side stops at MAX_ASPECT x size; never below 32.
+    assert inference.model_size(1, 1000, 384) == (32, 384 * inference.MAX_ASPECT)
     for bad in (0, 100, -32):
         with pytest.raises(ValueError, match="multiple of 32"):
             inference.model_size(10, 10, bad)
@@ -101,10 +105,10 @@ def test_predict_matches_the_model_and_handles_any_size(tiny):
     model, variables = tiny
     predictor = inference.Predictor(TINY_MODEL, variables)
     rng = np.random.default_rng(0)
-    exact = rng.random((64, 96, 3), dtype=np.float32)  # already the model's size: no resize
+    exact = rng.random((96, 128, 3), dtype=np.float32)  # already the model's size: no resize
     photos = [exact, rng.random((1, 1, 3), dtype=np.float32),
               rng.random((37, 51, 3), dtype=np.float32), rng.random((200, 13, 3), np.float32),
-              rng.random((64, 96, 3), dtype=np.float32)]
+              rng.random((96, 128, 3), dtype=np.float32)]
     out = inference.predict(predictor, photos, size=96, batch_size=3)
     assert [o.shape for o in out] == [p.shape[:2] for p in photos]
     assert all(o.dtype == np.float32 and np.isfinite(o).all() for o in out)
@@ -149,7 +153,7 @@ def test_predict_cli_writes_every_format_and_skips_bad_files(tiny, export_dir, t
     assert depth.shape == (70, 45) and depth.dtype == np.float32
     png = cv2.imread(str(out / "one_depth.png"), cv2.IMREAD_UNCHANGED)
     assert png.dtype == np.uint16 and png.shape == (70, 45)
-    np.testing.assert_array_equal(png, predict_files.to_png16(depth))
+    np.testing.assert_array_equal(png, inference.to_png16(depth))
     assert png.min() == 0 and png.max() == 65535
     assert cv2.imread(str(out / "one_color.png")).shape == (70, 45, 3)
     assert cv2.imread(str(out / "one_side.png")).shape == (70, 90, 3)
@@ -170,23 +174,23 @@ def test_predict_cli_writes_every_format_and_skips_bad_files(tiny, export_dir, t
 
 
 def test_to_png16_constant_map_is_finite():
-    np.testing.assert_array_equal(predict_files.to_png16(np.full((3, 4), 2.5, np.float32)), 0)
+    np.testing.assert_array_equal(inference.to_png16(np.full((3, 4), 2.5, np.float32)), 0)
 
 
 def test_export_round_trips(tiny, tmp_path, capsys):
     model, variables = tiny
     out = str(tmp_path / "exported")
     lines = []
-    export.export_all(out, TINY_MODEL, variables, log=lines.append)
+    export.export_all(out, inference.LoadedModel(TINY_MODEL, variables), log=lines.append)
     text = "\n".join(lines)
     for name in ("params.msgpack", "params.safetensors", "model.jax", "saved_model"):
         assert name in text and "MiB" in text
     assert text.count("bit-identical") == 2
-    flat = export._flat(variables)
+    flat = params_io.flat(variables)
     for name in ("params.msgpack", "params.safetensors"):
-        config, loaded = export.load_params(os.path.join(out, name))
-        assert dict(config) == inference.model_config_dict(TINY_MODEL)
-        got = export._flat(loaded)
+        config, loaded = params_io.load_params(os.path.join(out, name))
+        assert dict(config) == params_io.model_config_dict(TINY_MODEL)
+        got = params_io.flat(loaded)
         assert set(got) == set(flat)
         for k in flat:
             assert got[k].dtype == flat[k].dtype
@@ -196,42 +200,41 @@ def test_export_round_trips(tiny, tmp_path, capsys):
     want = _apply(model, variables, x)
     exported = export.load_jax(os.path.join(out, "model.jax"))
     np.testing.assert_allclose(np.asarray(exported.call(x)), want, atol=1e-5)
-    tf = pytest.importorskip("tensorflow")
+    import tensorflow as tf
+
     served = tf.saved_model.load(os.path.join(out, "saved_model")).signatures["serving_default"]
     np.testing.assert_allclose(served(images=tf.constant(x))["depth"].numpy(), want, atol=1e-5)
 
 
 def test_load_params_errors(tiny, export_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="model.json"):
-        export.load_params(str(tmp_path))
+        params_io.load_params(str(tmp_path))
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     other = ml_collections.ConfigDict(dict(TINY_MODEL, width=16))
-    export.write_model_json(str(wrong), other)
-    export.save_msgpack(str(wrong), tiny[1])
+    params_io.write_model_json(str(wrong), other)
+    params_io.save_msgpack(str(wrong), tiny[1])
     with pytest.raises(ValueError, match="does not fit the model"):
-        export.load_params(str(wrong))
+        params_io.load_params(str(wrong))
 
 
-@pytest.mark.slow
-def test_workdir_export_and_predict_agree(tmp_path, capsys):
-    """Train two steps, export from the workdir, then predict from the workdir and from the
-    exported params: identical files."""
-    from depthsense_jax.config import load_config
-    from depthsense_jax.train import loop
-
-    config = load_config("default", [
-        "--config.data.name=synthetic_scenes/tiny", f"--config.data.data_dir={tmp_path}/data",
-        "--config.image_size=64", "--config.batch_size=4", "--config.model.encoder_depth=18",
-        "--config.model.width=8", "--config.model.fusion_channels=16", "--config.num_epochs=1",
-        "--config.steps_per_epoch=2", "--config.eval.num_pairs=100",
-        "--config.eval.train_batches=1", "--config.optimizer.learning_rate=1e-2"])
-    workdir = str(tmp_path / "run")
-    loop.train_and_evaluate(config, workdir, log=lambda s: None)
+def test_workdir_export_and_predict_agree(trained, tmp_path, capsys):
+    """Export from a trained workdir, then predict from the workdir and from the exported
+    params: identical files. The workdir's params are restored without an optimizer and
+    equal the checkpoint's."""
+    workdir = trained.workdir
     exported = str(tmp_path / "exported")
     assert cli.main(["export", "--workdir", workdir, "--out", exported,
                      "--formats", "msgpack,safetensors"]) == 0
     assert capsys.readouterr().out.count("bit-identical") == 2
+    assert params_io.trained_size(exported) == 64
+    _, variables, step = params_io.restore_params(workdir)
+    latest = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+    full = latest.restore(latest.latest_step())
+    assert step == 6
+    for a, b in zip(jax.tree.leaves(variables), jax.tree.leaves(
+            {"params": full["params"], "batch_stats": full["batch_stats"]}), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     rng = np.random.default_rng(0)
     photo = tmp_path / "photo.png"
     cv2.imwrite(str(photo), rng.integers(0, 256, (50, 77, 3), dtype=np.uint8))
@@ -242,6 +245,7 @@ def test_workdir_export_and_predict_agree(tmp_path, capsys):
         out = tmp_path / name
         assert cli.main(["predict", str(photo), *source, "--out", str(out),
                          "--format", "png16,color,npy"]) == 0
+        assert "short side 64" in capsys.readouterr().out  # the training image_size
         outputs[name] = [(out / f).read_bytes() for f in
                          ("photo_depth.png", "photo_color.png", "photo.npy")]
     assert outputs["workdir"] == outputs["msgpack"] == outputs["safetensors"]

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from depthsense_jax import losses, metrics, sampling
 
@@ -17,7 +19,10 @@ STD = (2, 16, 16)
 
 
 def ref_label(a: float, b: float, sigma: float) -> int:
-    """Ordinal label of two positive values by the ratio rule."""
+    """Ordinal label of two positive values by the ratio rule (equal values are "equal",
+    also at sigma 0)."""
+    if a == b:
+        return 0
     if a / b >= 1.0 + sigma:
         return 1
     if a / b <= 1.0 / (1.0 + sigma):
@@ -25,17 +30,38 @@ def ref_label(a: float, b: float, sigma: float) -> int:
     return 0
 
 
+def ref_align_for_whdr(pred, target, fit_mask) -> np.ndarray:
+    """One image's prediction aligned to the target by least squares over `fit_mask`, the
+    scale clamped at 0 (a constant map when it would be negative)."""
+    p, g = pred[fit_mask], target[fit_mask]
+    if p.size < 2 or np.var(p) <= 1e-10 * np.mean(p * p):
+        return np.full_like(pred, g.mean() if g.size else 0.0)
+    (s, t), *_ = np.linalg.lstsq(np.stack([p, np.ones_like(p)], axis=1), g, rcond=None)
+    return np.full_like(pred, g.mean()) if s <= 0 else s * pred + t
+
+
+def ref_label_any(a: float, b: float, sigma: float) -> int:
+    """The ratio rule written for any sign (an aligned prediction may be <= 0)."""
+    if a > b and a - b >= sigma * abs(b):
+        return 1
+    if b > a and b - a >= sigma * abs(a):
+        return -1
+    return 0
+
+
 def ref_whdr(pred, target, idx_a, idx_b, valid, sigma, mask=None) -> np.ndarray:
     out = []
     for i in range(pred.shape[0]):
-        p, g = pred[i].ravel(), target[i].ravel()
+        fit = np.ones(pred.shape[1:], bool) if mask is None else mask[i]
+        p = ref_align_for_whdr(pred[i], target[i], fit).ravel()
+        g = target[i].ravel()
         m = None if mask is None else mask[i].ravel()
         wrong = counted = 0
         for a, b, v in zip(idx_a[i], idx_b[i], valid[i], strict=True):
             if not v or (m is not None and not (m[a] and m[b])):
                 continue
             counted += 1
-            wrong += ref_label(p[a], p[b], sigma) != ref_label(g[a], g[b], sigma)
+            wrong += ref_label_any(p[a], p[b], sigma) != ref_label(g[a], g[b], sigma)
         out.append(wrong / counted if counted else 0.0)
     return np.asarray(out)
 
@@ -154,33 +180,79 @@ def noisy_pred(rng, target, noise=0.3) -> np.ndarray:
 
 
 def test_whdr_hand_computed():
-    """Flat target [1, 2, 1.01, 0.5], pred [3, 1, 3, 0], sigma 0.02.
+    """Flat target g = [1, 2, 3, 4], pred p = [1, 2, 4, 3] (the last two swapped).
 
-    pair (a, b)  target label  pred label
-    (0, 1)       -1            +1  wrong
-    (0, 2)        0 (1/1.01)    0
-    (1, 3)       +1            +1  (1 vs 0: nearer)
-    (3, 0)       -1            -1
+    Alignment over all pixels: mean p = mean g = 2.5, cov(p, g) = 1, var(p) = 1.25, so
+    s = 0.8, t = 0.5 and the aligned prediction is [1.3, 2.1, 3.7, 2.9].
+
+    sigma 0.02:
+    pair (a, b)  target label  aligned label
+    (0, 1)       -1            -1
+    (2, 3)       -1            +1  wrong
+    (0, 3)       -1            -1
+    (1, 2)       -1            -1             -> 1/4
+    sigma 0.6 (1/1.6 = 0.625):
+    (0, 1)       -1 (0.5)      -1 (0.619)
+    (2, 3)        0 (0.75)      0 (1.276)
+    (0, 3)       -1            -1
+    (1, 2)        0 (0.667)    -1 (0.568) wrong -> 1/4
     """
-    target = np.array([[[1.0, 2.0], [1.01, 0.5]]], np.float32)
-    pred = np.array([[[3.0, 1.0], [3.0, 0.0]]], np.float32)
-    idx_a, idx_b = np.array([[0, 0, 1, 3]]), np.array([[1, 2, 3, 0]])
+    target = np.array([[[1.0, 2.0], [3.0, 4.0]]], np.float32)
+    pred = np.array([[[1.0, 2.0], [4.0, 3.0]]], np.float32)
+    idx_a, idx_b = np.array([[0, 2, 0, 1]]), np.array([[1, 3, 3, 2]])
     all_valid = np.ones((1, 4), bool)
     pairs = as_pairs(idx_a, idx_b, all_valid)
     got = metrics.whdr(pred, target, pairs)
     assert got.shape == (1,) and got.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(got), [0.25])
+    np.testing.assert_allclose(np.asarray(metrics.whdr(pred, target, pairs, sigma=0.6)), [0.25])
     # an invalid pair does not count
     np.testing.assert_allclose(
-        np.asarray(metrics.whdr(pred, target, as_pairs(idx_a, idx_b, [[1, 1, 1, 0]]))), [1 / 3]
+        np.asarray(metrics.whdr(pred, target, as_pairs(idx_a, idx_b, [[1, 0, 1, 1]]))), [0.0]
     )
-    # mask: without pixel 1 the wrong pair (0, 1) and (1, 3) drop out; without pixel 2, (0, 2)
-    no_1 = np.array([[[True, False], [True, True]]])
-    no_2 = np.array([[[True, True], [False, True]]])
-    np.testing.assert_allclose(np.asarray(metrics.whdr(pred, target, pairs, mask=no_1)), [0.0])
-    np.testing.assert_allclose(np.asarray(metrics.whdr(pred, target, pairs, mask=no_2)), [1 / 3])
-    # a smaller sigma makes (0, 2) an ordered pair that the prediction calls equal
-    np.testing.assert_allclose(np.asarray(metrics.whdr(pred, target, pairs, sigma=0.005)), [0.5])
+    # The raw ratio rule would call all four pairs of pred + 100 "equal" (WHDR 1); aligned,
+    # it is the same prediction.
+    np.testing.assert_allclose(np.asarray(metrics.whdr(pred + 100.0, target, pairs)), [0.25])
+    # mask: pixel 3 out (alignment over [0, 1, 2]: p = g there, so exact): only pairs (0, 1)
+    # and (1, 2) count, both right.
+    no_3 = np.array([[[True, True], [True, False]]])
+    np.testing.assert_allclose(np.asarray(metrics.whdr(pred, target, pairs, mask=no_3)), [0.0])
+
+
+@pytest.mark.parametrize("offset", [1.0, 10.0, 100.0, -3.0])
+@pytest.mark.parametrize("scale", [1.0, 0.01, 37.0])
+def test_whdr_ignores_the_predictions_scale_and_shift(scale, offset, rng):
+    """The ranking loss leaves the prediction's offset free; so must WHDR (the raw ratio rule
+    gave 4% -> 6%, 39%, 98% for offsets 1, 10, 100)."""
+    target = positive_depth(rng, (2, 32, 32))
+    pred = noisy_pred(rng, target, noise=0.1)
+    mask = rng.random((2, 32, 32)) < 0.8
+    pairs = sampling.random_pairs(jax.random.key(1), mask, 2000)
+    base = np.asarray(metrics.whdr(pred, target, pairs, mask=mask))
+    moved = np.asarray(metrics.whdr(scale * pred + offset, target, pairs, mask=mask))
+    assert 0.02 < base.min() and base.max() < 0.5
+    np.testing.assert_allclose(moved, base, atol=1.5 / 2000)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), log_a=st.floats(-3, 3), b=st.floats(-50, 50))
+def test_whdr_affine_invariance_property(seed, log_a, b):
+    rng = np.random.default_rng(seed)
+    target = positive_depth(rng, (1, 12, 12))
+    pred = noisy_pred(rng, target, noise=0.2)
+    pairs = as_pairs(*make_pairs(rng, (1, 12, 12), 300))
+    base = np.asarray(metrics.whdr(pred, target, pairs))
+    moved = np.asarray(metrics.whdr((10.0**log_a * pred + b).astype(np.float32), target, pairs))
+    # Float32 rounding can move a pair that sits exactly on the sigma boundary: at most one.
+    assert abs(float(moved[0]) - float(base[0])) <= 1 / 200 + 1e-6
+
+
+def test_counted_pairs():
+    idx_a, idx_b = np.array([[0, 0, 1, 3]] * 2), np.array([[1, 2, 3, 0]] * 2)
+    valid = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+    mask = np.array([[[True, True], [True, True]], [[True, False], [True, True]]])
+    got = metrics.counted_pairs(as_pairs(idx_a, idx_b, valid), mask)
+    np.testing.assert_array_equal(np.asarray(got), [3, 2])
 
 
 def test_whdr_per_image_and_no_counted_pair_is_zero():
@@ -193,7 +265,9 @@ def test_whdr_per_image_and_no_counted_pair_is_zero():
     mask[2] = False
     got = metrics.whdr(pred, target, as_pairs(idx_a, idx_b, valid), mask=mask)
     assert got.shape == (3,) and got.dtype == jnp.float32
-    np.testing.assert_array_equal(np.asarray(got), np.asarray([0.25, 0.0, 0.0], np.float32))
+    first = ref_whdr(f64(pred[:1]), f64(target[:1]), idx_a[:1], idx_b[:1], valid[:1], 0.02)
+    assert 0 < first[0] < 1
+    np.testing.assert_allclose(np.asarray(got), [first[0], 0.0, 0.0], rtol=1e-6)
 
 
 @pytest.mark.parametrize("sigma", [0.0, 0.02, 0.1])

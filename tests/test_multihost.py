@@ -13,18 +13,13 @@ import pytest
 
 from depthsense_jax.config import load_config
 from depthsense_jax.data import pipeline
-from depthsense_jax.train import loop, sharding, steps
-
-pytest.importorskip("tensorflow_datasets")
+from depthsense_jax.train import checkpoints, sharding, steps
+from depthsense_jax.train import state as state_lib
 
 STEPS = 3
-TINY = [
-    "--config.data.name=synthetic_scenes/tiny", "--config.image_size=64",
-    "--config.batch_size=4", "--config.model.encoder_depth=18", "--config.model.width=8",
-    "--config.model.fusion_channels=16", "--config.optimizer.warmup_steps=2",
-    "--config.log_every=1",
-    "--config.checkpoint.every=100", "--config.eval.num_pairs=100",
-    "--config.eval.train_batches=1", "--config.loss.weights.edge_guided_ranking=0.0",
+# On top of the shared tiny config (its data built once for the session).
+MULTIHOST = [
+    "--config.checkpoint.every=100", "--config.loss.weights.smoothness=0.1",
     "--config.num_epochs=1", f"--config.steps_per_epoch={STEPS}",
     # SGD, not Adam: Adam's first steps are about sign(gradient), which float summation order
     # flips for gradients near zero; SGD keeps the comparison at float tolerance.
@@ -41,7 +36,7 @@ def _free_port() -> int:
 def _reference_params(config):
     """One process, one device, the global batch of step n = host 0's rows then host 1's."""
     mesh = sharding.make_data_mesh(jax.devices()[:1])
-    model, state = loop.build_state(config, config.num_epochs * config.steps_per_epoch)
+    model, state = state_lib.build_state(config, config.num_epochs * config.steps_per_epoch)
     state = jax.device_put(state, sharding.replicated(mesh))
     train_step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh)
     hosts = [iter(pipeline.make_dataset(config, "train", process_index=i, process_count=2))
@@ -58,17 +53,16 @@ def _reference_params(config):
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process(tmp_path):
-    data_dir = tmp_path / "data"
-    config = load_config("default", [*TINY, f"--config.data.data_dir={data_dir}"])
-    pipeline.builder_for(config.data)  # generate the tiny dataset once, before the workers
+def test_two_processes_match_one_process(tiny_overrides, tmp_path):
+    overrides = [*tiny_overrides, *MULTIHOST]
+    config = load_config("default", overrides)
     workdir = tmp_path / "run"
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "default",
-             "--workdir", str(workdir), *TINY, f"--config.data.data_dir={data_dir}",
+             "--workdir", str(workdir), *overrides,
              "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
              "--process-id", str(i)],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -91,10 +85,11 @@ def test_two_processes_match_one_process(tmp_path):
 
     expected, names = _reference_params(config)
     assert names[0] and names[1] and not names[0] & names[1]  # each host its own half
-    manager, best = loop.checkpoint_managers(str(workdir), keep=3)
+    manager, best = checkpoints.managers(str(workdir), keep=3)
     assert manager.latest_step() == STEPS
-    _, fresh = loop.build_state(config, STEPS)
-    restored, step = loop.restore(manager, jax.tree.map(np.copy, fresh), print, str(workdir))
+    _, fresh = state_lib.build_state(config, STEPS)
+    restored, step = checkpoints.restore(manager, jax.tree.map(np.copy, fresh), print,
+                                         str(workdir))
     assert step == STEPS and best.latest_step() == STEPS
     moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(
         jax.tree.leaves(restored.params), jax.tree.leaves(fresh.params), strict=True))

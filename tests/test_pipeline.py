@@ -5,11 +5,10 @@ import os
 import cv2
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
-pytest.importorskip("tensorflow_datasets")
-
-from depthsense_jax.config import load_config  # noqa: E402
-from depthsense_jax.data import pipeline, redweb  # noqa: E402
+from depthsense_jax.config import load_config
+from depthsense_jax.data import pipeline, redweb
 
 SIZE = 32
 NUM = 24
@@ -30,7 +29,6 @@ def _marker_example(i, h=48, w=64):
 
 @pytest.fixture(scope="module")
 def data_config(tmp_path_factory):
-    tfds = pytest.importorskip("tensorflow_datasets")
     tmp = tmp_path_factory.mktemp("redweb")
     root = tmp / "manual" / "ReDWeb_V1"
     (root / "Imgs").mkdir(parents=True)
@@ -71,6 +69,22 @@ def test_masks_follow_the_sky_and_depth_is_zero_there(data_config):
         assert (batch["depth"][batch["mask"]] > 0).all()
         invalid += (~batch["mask"]).sum()
     assert invalid > 0  # the sky band survives some crops
+
+
+def test_keep_sky_adds_sky_to_the_ordinal_mask_only(data_config):
+    """keep_sky: the sky (RD 255) stays out of `mask` (SSIM, smoothness, metrics) and joins
+    `ordinal_mask` (the ranking losses) as depth 0, the farthest value."""
+    plain = next(iter(pipeline.make_dataset(data_config, "validation", training=False)))
+    assert "ordinal_mask" not in plain
+    config = data_config.copy_and_resolve_references()
+    config.data.keep_sky = True
+    batch = next(iter(pipeline.make_dataset(config, "validation", training=False)))
+    np.testing.assert_array_equal(batch["mask"], plain["mask"])
+    np.testing.assert_array_equal(batch["depth"], plain["depth"])
+    sky = batch["ordinal_mask"] & ~batch["mask"]
+    assert sky.any() and (batch["mask"] <= batch["ordinal_mask"]).all()
+    assert (batch["depth"][sky] == 0).all()
+    assert batch["ordinal_mask"].all()  # the fake data has no invalid pixel but the sky
 
 
 def test_flips_and_crops_keep_image_and_depth_aligned(data_config):

@@ -5,22 +5,27 @@ import os
 import cv2
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 from depthsense_jax.data import redweb
+from depthsense_jax.data.target import SKY, VALID
 
 
 def test_rd_to_depth_hand_made_file(tmp_path):
     rd = np.array([[0, 51, 255], [102, 204, 255]], np.uint8)
     path = str(tmp_path / "rd.png")
     cv2.imwrite(path, rd)
-    depth, mask = redweb.rd_to_depth(cv2.imread(path, cv2.IMREAD_UNCHANGED))
+    depth, validity = (np.asarray(x) for x in
+                       redweb.rd_to_depth(cv2.imread(path, cv2.IMREAD_UNCHANGED)))
     np.testing.assert_allclose(depth, [[1.0, 0.8, 0.0], [0.6, 0.2, 0.0]], atol=1e-6)
-    np.testing.assert_array_equal(mask, [[True, True, False], [True, True, False]])
-    assert depth.dtype == np.float32
+    np.testing.assert_array_equal(validity, [[VALID, VALID, SKY], [VALID, VALID, SKY]])
+    assert depth.dtype == np.float32 and validity.dtype == np.uint8
     # Nearer (small RD) is larger depth: the order is reversed, affinely.
     assert depth[0, 0] > depth[0, 1] > depth[1, 0] > depth[1, 1]
-    _, sky_kept = redweb.rd_to_depth(rd, keep_sky=True)
-    assert sky_kept.all()
+    # The stored feature (H, W, 1) goes through the same conversion.
+    stored_depth, stored_validity = redweb.decode_target(rd[..., None])
+    np.testing.assert_array_equal(np.asarray(stored_depth), depth)
+    np.testing.assert_array_equal(np.asarray(stored_validity), validity)
     with pytest.raises(ValueError, match="uint8"):
         redweb.rd_to_depth(rd.astype(np.uint16))
 
@@ -90,7 +95,6 @@ def test_empty_and_missing_folders(tmp_path):
 
 
 def test_builder_on_a_fake_folder(tmp_path, caplog):
-    tfds = pytest.importorskip("tensorflow_datasets")
     root = _fake_redweb(tmp_path)
     builder = redweb.Redweb(data_dir=str(tmp_path / "data"))
     with caplog.at_level("WARNING"):
@@ -130,7 +134,6 @@ def test_rgba_image_drops_alpha(tmp_path):
 def test_builder_reads_the_archive(tmp_path):
     import shutil
 
-    tfds = pytest.importorskip("tensorflow_datasets")
     root = _fake_redweb(tmp_path / "src", num_good=6)
     manual = tmp_path / "manual"
     manual.mkdir()

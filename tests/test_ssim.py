@@ -1,10 +1,11 @@
 """Tests for losses.ssim / ssim_loss / ssim_map.
 
-References, all written here and all float64:
+References (float64):
 - `_np_ssim_map`: direct 2-D windowed weighted sums (121 taps, not separable) over `np.pad`
   (constant / reflect) or no padding ("valid");
-- `_torch_ssim_map`: the pytorch-ssim formula (2-D Gaussian window, `F.conv2d` with zero padding
-  window_size // 2, groups=channels), for padding="zeros";
+- `reference.torch_losses.pytorch_ssim_map`: the pytorch-ssim formula (2-D Gaussian
+  window, `F.conv2d` with zero padding window_size // 2, groups=channels), for
+  padding="zeros";
 - `kornia.metrics.ssim(..., eps=0.0)` (reflect padding), for padding="reflect".
 The package computes in float32; per-image means must agree to 1e-5 absolute.
 """
@@ -173,29 +174,11 @@ def np_ssim_loss(pred, target, *, mask=None, padding="zeros", window_size=11, **
     return float(np.mean(np.where(counted, 1.0 - per_image, 0.0)))
 
 
-def _torch_ssim_map(img1, img2, window_size=11, sigma=1.5, c1=C1, c2=C2):
-    """pytorch-ssim: zero padding window_size // 2, 2-D Gaussian window, grouped conv."""
-    import torch
-    import torch.nn.functional as F
+def pytorch_ssim_map(*args, **kwargs):
+    """The pytorch-ssim reference; imported here so that torch stays optional."""
+    from reference.torch_losses import pytorch_ssim_map as reference
 
-    channels = img1.shape[1]
-    offsets = torch.arange(window_size, dtype=img1.dtype) - window_size // 2
-    g = torch.exp(-(offsets**2) / (2.0 * sigma**2))
-    g = (g / g.sum())[:, None]
-    window = (g @ g.t()).expand(channels, 1, window_size, window_size).contiguous()
-    pad = window_size // 2
-
-    def conv(a):
-        return F.conv2d(a, window, padding=pad, groups=channels)
-
-    mu1, mu2 = conv(img1), conv(img2)
-    mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-    sigma1_sq = conv(img1 * img1) - mu1_sq
-    sigma2_sq = conv(img2 * img2) - mu2_sq
-    sigma12 = conv(img1 * img2) - mu1_mu2
-    return ((2 * mu1_mu2 + c1) * (2 * sigma12 + c2)) / (
-        (mu1_sq + mu2_sq + c1) * (sigma1_sq + sigma2_sq + c2)
-    )
+    return reference(*args, **kwargs)
 
 
 def _torch_nchw(a, requires_grad=False):
@@ -279,7 +262,7 @@ def test_zeros_matches_pytorch_ssim(kind, shape, masked):
     x, y = make_pair(kind, shape, seed=11)
     mask = make_mask(shape) if masked else None
     xm, ym = _apply_mask(x, y, mask)
-    smap = _torch_ssim_map(_torch_nchw(xm), _torch_nchw(ym)).numpy()
+    smap = pytorch_ssim_map(_torch_nchw(xm), _torch_nchw(ym)).numpy()
     want = _reduce(smap, mask, "zeros", 11)
     got = losses.ssim(x, y, padding="zeros", mask=mask)
     np.testing.assert_allclose(got, want, rtol=0, atol=ATOL)
@@ -310,13 +293,32 @@ def test_reflect_matches_kornia_other_window(window_size):
     np.testing.assert_allclose(got, smap.mean(axis=(1, 2, 3)), rtol=0, atol=ATOL)
 
 
+@pytest.mark.parametrize("kind, atol", [("random", ATOL), ("correlated", ATOL),
+                                         ("gradient", ATOL), ("step", 5e-4)])
+@pytest.mark.parametrize("shape", [(3, 40, 50), (2, 33, 47, 3)], ids=str)
+def test_valid_matches_tf_image_ssim(kind, atol, shape):
+    """padding="valid" is tf.image.ssim's (and dm-pix's) SSIM: window 11, sigma 1.5, no
+    padding, per-image mean over positions and channels. tf.image.ssim computes in float32
+    as E[x^2] - E[x]^2, which cancels in the flat regions of "step" (an error of about 2e-4
+    there); the float64 reference above agrees with ours to 1e-5 on the same images."""
+    import tensorflow as tf
+
+    x, y = make_pair(kind, shape, seed=23)
+    x4, y4 = (a[..., None] if a.ndim == 3 else a for a in (x, y))
+    want = tf.image.ssim(tf.constant(x4, tf.float64), tf.constant(y4, tf.float64), max_val=1.0,
+                         filter_size=11, filter_sigma=1.5, k1=0.01, k2=0.03).numpy()
+    got = np.asarray(losses.ssim(x, y, padding="valid"))
+    assert want.shape == got.shape == (shape[0],)
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol)
+
+
 def test_references_agree_with_each_other():
     """The three references are independent; check they agree before trusting them."""
     pytest.importorskip("torch")
     kornia = pytest.importorskip("kornia")
     x, y = make_pair("random", S4, seed=19)
     np.testing.assert_allclose(
-        _torch_ssim_map(_torch_nchw(x), _torch_nchw(y)).numpy(),
+        pytorch_ssim_map(_torch_nchw(x), _torch_nchw(y)).numpy(),
         _np_ssim_map(x, y, padding="zeros"),
         atol=1e-12,
     )
@@ -361,7 +363,7 @@ def test_grad_matches_torch_autograd(shape):
     pred, target = make_pair("correlated", shape, seed=29)
 
     def torch_loss(p, t):
-        per_image = _torch_ssim_map(p, t).mean(dim=(1, 2, 3))
+        per_image = pytorch_ssim_map(p, t).mean(dim=(1, 2, 3))
         return (1.0 - per_image).mean()
 
     tp, tt = _torch_nchw(pred, True), _torch_nchw(target, True)

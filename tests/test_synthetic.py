@@ -78,7 +78,7 @@ def test_screen_space_culling_loses_no_pixel(monkeypatch):
     scenes = [syn.random_scene(np.random.default_rng([2, i]), (40, 56)) for i in range(6)]
     culled = [syn.trace(s) for s in scenes]
     full = lambda cam, centre, radius: (0, cam.height, 0, cam.width)
-    monkeypatch.setattr(syn, "_screen_rect", full)
+    monkeypatch.setattr(syn.renderer, "_screen_rect", full)  # where `trace` looks it up
     for scene, (z, ids) in zip(scenes, culled, strict=True):
         z_full, ids_full = syn.trace(scene)
         np.testing.assert_array_equal(ids, ids_full)

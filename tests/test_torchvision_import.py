@@ -1,7 +1,8 @@
 """Tests for models.torchvision_import: torchvision ResNet state dicts -> the Flax `ResNet`.
 
-Reference: `tests/torch_resnet.py`, a plain-PyTorch ResNet with torchvision's module layout and
-state-dict keys, with random weights, BN affine params and BN running statistics. Converted
+Reference: `tests/reference/torch_depthnet.py`, a plain-PyTorch ResNet with torchvision's
+module layout and state-dict keys, with random weights, BN affine params and BN running
+statistics. Converted
 weights must make the Flax encoder (train=False) reproduce the torch stage outputs C2..C5 to
 1e-4 relative; the file readers (.pth/.pt/.bin, .safetensors, .npz) must agree with each other;
 state dicts that do not fit must raise and name what does not fit.
@@ -21,7 +22,7 @@ import pytest
 torch = pytest.importorskip("torch")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
-from torch_resnet import make_resnet  # noqa: E402
+from reference.torch_depthnet import make_resnet  # noqa: E402
 
 from depthsense_jax.models import DepthNet, ResNet, stage_channels  # noqa: E402
 from depthsense_jax.models.torchvision_import import (  # noqa: E402

@@ -1,4 +1,5 @@
-"""The training loop on the tiny synthetic dataset: it learns, checkpoints, resumes exactly."""
+"""The training loop on the tiny synthetic dataset: it logs, checkpoints, keeps the best
+checkpoint, resumes exactly, and stops clearly."""
 
 import json
 import os
@@ -13,24 +14,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from depthsense_jax import cli, params_io
 from depthsense_jax.config import load_config
-from depthsense_jax.train import loop
-
-pytest.importorskip("tensorflow_datasets")
-
-TINY = [
-    "--config.data.name=synthetic_scenes/tiny", "--config.image_size=64",
-    "--config.batch_size=4", "--config.model.encoder_depth=18", "--config.model.width=8",
-    "--config.model.fusion_channels=16", "--config.optimizer.warmup_steps=2",
-    "--config.optimizer.learning_rate=1e-3", "--config.log_every=1",
-    "--config.checkpoint.every=2", "--config.eval.num_pairs=100", "--config.eval.train_batches=1",
-    "--config.loss.weights.edge_guided_ranking=0.0", "--config.loss.weights.smoothness=0.0",
-]
-
-
-def _config(data_dir, *extra):
-    return load_config("configs/default.py", [*TINY, f"--config.data.data_dir={data_dir}",
-                                              *extra])
+from depthsense_jax.data import registry
+from depthsense_jax.train import checkpoints, evaluate, loop, sharding, steps
+from depthsense_jax.train import state as state_lib
 
 
 def _records(workdir):
@@ -38,51 +26,52 @@ def _records(workdir):
         return [json.loads(line) for line in f]
 
 
-@pytest.mark.slow
-def test_short_run_logs_checkpoints_and_resumes(tmp_path):
-    data_dir = tmp_path / "data"
-    workdir = str(tmp_path / "run")
-    config = _config(data_dir, "--config.num_epochs=1", "--config.steps_per_epoch=4")
-    lines = []
-    loop.train_and_evaluate(config, workdir, log=lines.append)
-    text = "\n".join(lines)
-    assert "step 4/4" in text and "epoch 1" in text and "validation" in text
-    records = _records(workdir)
-    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4]
-    val = [r for r in records if r["split"] == "validation"][0]
-    assert 0 <= val["whdr"] <= 1 and np.isfinite(val["loss"])
-    manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
-    assert manager.latest_step() == 4
-    events = os.listdir(os.path.join(workdir, "tensorboard"))
+def test_a_run_logs_evaluates_checkpoints_and_draws(trained):
+    text = trained.log
+    assert "step 6/6" in text and "epoch 3" in text and "validation" in text
+    records = _records(trained.workdir)
+    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    val = [r for r in records if r["split"] == "validation"]
+    assert [r["step"] for r in val] == [2, 4, 6]
+    for r in val:
+        assert 0 <= r["whdr"] <= 1 and np.isfinite(r["loss"])
+    manager = ocp.CheckpointManager(os.path.join(trained.workdir, "checkpoints"))
+    assert manager.all_steps() == [2, 4, 6]  # every 2 steps, the last 3 kept
+    events = os.listdir(os.path.join(trained.workdir, "tensorboard"))
     assert any(name.startswith("events.out.tfevents") for name in events)
-    picture = cv2.imread(os.path.join(workdir, "predictions.png"))
+    picture = cv2.imread(os.path.join(trained.workdir, "predictions.png"))
     assert picture.shape == (4 * 66, 3 * 66, 3)  # 4 validation images x (input|truth|pred)
-    # A second call finds the final checkpoint and has nothing left to do.
-    lines.clear()
-    loop.train_and_evaluate(config, workdir, log=lines.append)
-    assert "resumed from the checkpoint of step 4" in "\n".join(lines)
 
 
-def test_bad_configs_stop_before_compiling(tmp_path):
+def test_a_finished_run_resumes_with_nothing_to_do(trained, tmp_path):
+    workdir = trained.copy(tmp_path / "run")
+    lines = []
+    loop.train_and_evaluate(load_config("default", trained.overrides), workdir,
+                            log=lines.append)
+    assert "resumed from the checkpoint of step 6" in "\n".join(lines)
+    assert len(_records(workdir)) == len(_records(trained.workdir))
+
+
+def test_bad_configs_stop_before_compiling(tiny_config):
     for extra, message in [
         (["--config.image_size=40"], "multiple of 32"),
         (["--config.loss.weights.ssim=0.0", "--config.loss.weights.ranking=0.0"],
          "no loss a positive weight"),
     ]:
         with pytest.raises(ValueError, match=message):
-            loop.validate(_config(tmp_path, *extra), jax.device_count())
-    config = _config(tmp_path)
-    config.loss.weights["nonsense"] = 1.0
+            steps.validate(tiny_config(*extra), jax.device_count())
+    config = tiny_config()
+    with config.unlocked():
+        config.loss.weights["nonsense"] = 1.0
     with pytest.raises(ValueError, match="nonsense"):
-        loop.validate(config, jax.device_count())
+        steps.validate(config, jax.device_count())
     with pytest.raises(ValueError, match="not divisible"):
-        loop.validate(_config(tmp_path, "--config.batch_size=4"), 3)
+        steps.validate(tiny_config("--config.batch_size=4"), 3)
 
 
-def _train_cmd(workdir, data_dir):
-    return [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "configs/default.py",
-            "--workdir", str(workdir), *TINY, f"--config.data.data_dir={data_dir}",
-            "--config.num_epochs=1", "--config.steps_per_epoch=8"]
+def _train_cmd(workdir, overrides):
+    return [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "default",
+            "--workdir", str(workdir), *overrides]
 
 
 def _final_params(workdir):
@@ -92,89 +81,116 @@ def _final_params(workdir):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(tmp_path):
-    data_dir = tmp_path / "data"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    straight = tmp_path / "straight"
-    subprocess.run(_train_cmd(straight, data_dir), env=env, check=True, capture_output=True,
-                   timeout=600)
+def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(trained, tmp_path):
+    """The shared run is the uninterrupted one (6 steps, a checkpoint every 2); the same
+    config is killed with SIGKILL after step 3 and started again in its workdir."""
+    env = dict(os.environ)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(killed, data_dir), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_train_cmd(killed, trained.overrides), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    while time.time() < deadline:
+    while time.time() < deadline and proc.poll() is None:
         path = killed / "metrics.jsonl"
-        if path.exists() and any(r.get("step", 0) >= 5 for r in _records(str(killed))):
+        if path.exists() and any(r.get("step", 0) >= 3 for r in _records(str(killed))):
             break
-        time.sleep(0.2)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
     interrupted_at, _ = _final_params(killed)
-    assert interrupted_at < 8
-    subprocess.run(_train_cmd(killed, data_dir), env=env, check=True, capture_output=True,
-                   timeout=600)
-    step_a, params_a = _final_params(straight)
+    assert interrupted_at < 6
+    subprocess.run(_train_cmd(killed, trained.overrides), env=env, check=True,
+                   capture_output=True, timeout=600)
+    step_a, params_a = _final_params(trained.workdir)
     step_b, params_b = _final_params(killed)
-    assert step_a == step_b == 8
+    assert step_a == step_b == 6
     for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-@pytest.mark.slow
-def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
-    data_dir = tmp_path / "data"
-    workdir = str(tmp_path / "run")
-    loop.train_and_evaluate(_config(data_dir, "--config.num_epochs=1",
-                                    "--config.steps_per_epoch=2"), workdir, log=lambda s: None)
-    wider = _config(data_dir, "--config.num_epochs=1", "--config.steps_per_epoch=2",
-                    "--config.model.width=16")
+def test_checkpoint_of_another_model_is_a_clear_error(trained, tmp_path):
+    workdir = trained.copy(tmp_path / "run")
+    wider = load_config("default", [*trained.overrides, "--config.model.width=16"])
     with pytest.raises(ValueError, match="fits this config"):
         loop.train_and_evaluate(wider, workdir, log=lambda s: None)
 
 
 @pytest.mark.slow
-def test_half_written_latest_checkpoint_falls_back(tmp_path):
-    data_dir = tmp_path / "data"
-    workdir = str(tmp_path / "run")
-    config = _config(data_dir, "--config.num_epochs=1", "--config.steps_per_epoch=4")
-    loop.train_and_evaluate(config, workdir, log=lambda s: None)
-    # Damage every data file of the latest checkpoint (step 4); step 2 stays intact.
-    latest = os.path.join(workdir, "checkpoints", "4")
+def test_half_written_latest_checkpoint_falls_back(trained, tmp_path):
+    workdir = trained.copy(tmp_path / "run")
+    # Damage every data file of the latest checkpoint (step 6); step 4 stays intact.
+    latest = os.path.join(workdir, "checkpoints", "6")
     for root, _, files in os.walk(latest):
         for name in files:
             with open(os.path.join(root, name), "wb") as f:
                 f.write(b"garbage")
     lines = []
-    loop.train_and_evaluate(config, workdir, log=lines.append)
+    loop.train_and_evaluate(load_config("default", trained.overrides), workdir,
+                            log=lines.append)
     text = "\n".join(lines)
-    assert "checkpoint 4 cannot be read" in text
-    assert "resumed from the checkpoint of step 2" in text
-    assert "step 4/4" in text  # steps 3 and 4 ran again
+    assert "checkpoint 6 cannot be read" in text
+    assert "resumed from the checkpoint of step 4" in text
+    assert "step 6/6" in text  # steps 5 and 6 ran again
+    assert "moved the unreadable checkpoint 6" in text
+    assert os.path.isdir(os.path.join(workdir, "checkpoints", "6.unreadable"))
+    # ... and saved step 6 again, with the same params as the run that was never damaged.
+    _, again = _final_params(workdir)
+    _, first = _final_params(trained.workdir)
+    for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(first), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_best_keeps_the_lowest_whdr_not_the_latest(tiny_config, tmp_path):
+    """Checkpoints with validation WHDR 0.3, 0.1, 0.2 at steps 2, 4, 6: best/ holds step 4,
+    the latest is 6, and 'best' restores step 4's params (in training's restore and in the
+    params-only restore of params_io)."""
+    config = tiny_config()
+    workdir = str(tmp_path / "run")
+    from depthsense_jax import workdir as workdir_lib
+
+    os.makedirs(workdir)
+    workdir_lib.write_config(workdir, config)
+    _, fresh = state_lib.build_state(config, 10)
+    latest, best = checkpoints.managers(workdir, keep=3)
+    saved = {}
+    for step, whdr in ((2, 0.3), (4, 0.1), (6, 0.2)):
+        train_state = fresh.replace(
+            step=step, params=jax.tree.map(lambda x, s=step: x + s, fresh.params))
+        checkpoints.save(latest, step, train_state)
+        checkpoints.save(best, step, train_state, metrics={"whdr": whdr})
+        saved[step] = train_state
+    for m in (latest, best):
+        m.wait_until_finished()
+        m.close()
+    _, best = checkpoints.managers(workdir, keep=3)
+    assert best.all_steps() == [4]
+    restored, step = checkpoints.restore_named(workdir, config, fresh, "best", print)
+    assert step == 4
+    for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(saved[4].params),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert checkpoints.restore_named(workdir, config, fresh, "latest", print)[1] == 6
+    _, variables, step = params_io.restore_params(workdir, "best")
+    assert step == 4
+    for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(saved[4].params),
+                    strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def _scalars(workdir):
-    import tensorflow as tf
     from tensorboard.backend.event_processing import event_accumulator
 
-    del tf
     acc = event_accumulator.EventAccumulator(os.path.join(workdir, "tensorboard"))
     acc.Reload()
     return acc
 
 
-@pytest.mark.slow
-def test_best_checkpoint_tensorboard_and_eval_command(tmp_path, capsys):
-    from depthsense_jax import cli
-
-    data_dir = tmp_path / "data"
-    workdir = str(tmp_path / "run")
-    config = _config(data_dir, "--config.num_epochs=3", "--config.steps_per_epoch=2")
-    loop.train_and_evaluate(config, workdir, log=lambda s: None)
+def test_best_checkpoint_tensorboard_and_eval_command(trained, tmp_path, capsys):
+    workdir = trained.copy(tmp_path / "run")
     val = {r["step"]: r["whdr"] for r in _records(workdir) if r["split"] == "validation"}
     assert sorted(val) == [2, 4, 6]
     # DIR/best keeps exactly the evaluated step with the lowest validation WHDR.
-    _, best = loop.checkpoint_managers(workdir, keep=3)
+    _, best = checkpoints.managers(workdir, keep=3)
     assert best.all_steps() == [min(val, key=val.get)]
     tags = _scalars(workdir).Tags()["tensors"]
     assert {"train/loss", "train/grad_norm", "validation/whdr", "train_eval/ssim"} <= set(tags)
@@ -197,9 +213,9 @@ def test_best_checkpoint_tensorboard_and_eval_command(tmp_path, capsys):
     assert "training workdir" in capsys.readouterr().err
 
 
-def test_workdir_url_is_a_clear_error(tmp_path):
+def test_workdir_url_is_a_clear_error(tiny_config):
     with pytest.raises(ValueError, match="file-system path"):
-        loop.train_and_evaluate(_config(tmp_path), "gs://bucket/run", log=lambda s: None)
+        loop.train_and_evaluate(tiny_config(), "gs://bucket/run", log=lambda s: None)
 
 
 def test_distributed_initialisation_follows_the_environment(monkeypatch):
@@ -208,39 +224,23 @@ def test_distributed_initialisation_follows_the_environment(monkeypatch):
     for name in ("JAX_COORDINATOR_ADDRESS", "TPU_WORKER_HOSTNAMES", "SLURM_NTASKS",
                  "OMPI_COMM_WORLD_SIZE", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
-    assert not loop.maybe_initialize_distributed()
+    init = sharding.maybe_initialize_distributed
+    assert not init()
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1k-0")  # a single-host TPU VM
     monkeypatch.setenv("SLURM_NTASKS", "1")
-    assert not loop.maybe_initialize_distributed() and not calls
-    assert loop.maybe_initialize_distributed("10.0.0.1:1234", 2, 1)
+    assert not init() and not calls
+    assert init("10.0.0.1:1234", 2, 1)
     assert calls[-1] == dict(coordinator_address="10.0.0.1:1234", num_processes=2,
                              process_id=1)
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "t1k-0,t1k-1,t1k-2,t1k-3")
-    assert loop.maybe_initialize_distributed()
+    assert init()
     assert calls[-1] == dict(coordinator_address=None, num_processes=None, process_id=None)
     monkeypatch.delenv("TPU_WORKER_HOSTNAMES")
     monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "h:1")
     monkeypatch.setenv("JAX_NUM_PROCESSES", "4")
     monkeypatch.setenv("JAX_PROCESS_ID", "3")
-    assert loop.maybe_initialize_distributed()
+    assert init()
     assert calls[-1] == dict(coordinator_address=None, num_processes=4, process_id=3)
-
-
-def test_bench_train_reports_the_split_of_a_step(tmp_path, capsys):
-    from depthsense_jax import cli
-
-    path = tmp_path / "bench.json"
-    args = ["bench", "train", "--config", "default", *TINY,
-            f"--config.data.data_dir={tmp_path / 'data'}", "--steps", "3", "--warmup", "1",
-            "--json", str(path)]
-    assert cli.main(args) == 0
-    out = capsys.readouterr().out
-    assert "input wait" in out and "images/s" in out and "device" in out
-    with open(path) as f:
-        result = json.load(f)["result"]
-    assert result["images_per_s"] > 0 and 0 <= result["input_wait_fraction"] < 1
-    assert result["step_ms"] == pytest.approx(
-        result["input_wait_ms"] + result["host_ms"] + result["device_ms"])
 
 
 def test_shipped_configs_load_by_name_and_validate():
@@ -251,7 +251,7 @@ def test_shipped_configs_load_by_name_and_validate():
     option_names = {f.name for f in dataclasses.fields(losses.LossOptions)}
     for name in ("default", "synthetic", "redweb", "redweb_tpu"):
         config = load_config(name)
-        loop.validate(config, 1)
+        steps.validate(config, 1)
         # Every loss and option is listed, so that any can be set from the command line.
         assert set(config.loss.weights) == set(losses.LOSS_NAMES)
         assert set(config.loss.options) == option_names
@@ -273,46 +273,46 @@ def test_redweb_not_built_stops_before_compiling(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_synthetic_default_learns(tmp_path):
+def test_the_synthetic_default_learns(tiny_data_dir, tmp_path):
     """The synthetic default config, shortened (tiny scenes at 64 px, 240 steps): validation
     WHDR falls from near chance to well below it. The full default run is in
-    docs/results.md (about 47% -> 14.4%)."""
-    from depthsense_jax.data import pipeline
-    from depthsense_jax.train import sharding, steps
-
+    docs/results.md."""
     config = load_config("synthetic", [
-        "--config.data.name=synthetic_scenes/tiny", f"--config.data.data_dir={tmp_path}/data",
-        "--config.image_size=64", "--config.num_epochs=4", "--config.steps_per_epoch=60",
+        "--config.data.name=synthetic_scenes/tiny", f"--config.data.data_dir={tiny_data_dir}",
+        "--config.image_size=64", "--config.num_epochs=2", "--config.steps_per_epoch=120",
         "--config.optimizer.warmup_steps=20", "--config.eval.train_batches=1",
         "--config.checkpoint.every=1000"])
     mesh = sharding.make_data_mesh()
-    model, state = loop.build_state(config, 240)
+    model, train_state = state_lib.build_state(config, 240)
     eval_step = steps.make_eval_step(model, config.loss.weights, config.loss.options,
-                                          mesh, num_pairs=config.eval.num_pairs)
-    pipeline.builder_for(config.data)
-    untrained = loop.evaluate(config, eval_step, jax.device_put(
-        state, sharding.replicated(mesh)), mesh, "validation")["whdr"]
+                                     mesh, num_pairs=config.eval.num_pairs)
+    registry.prepared_builder(config.data)
+    untrained = evaluate.evaluate(config, eval_step, jax.device_put(
+        train_state, sharding.replicated(mesh)), mesh, "validation")["whdr"]
     assert untrained > 0.4
     workdir = str(tmp_path / "run")
     loop.train_and_evaluate(config, workdir, log=lambda s: None)
     whdr = [r["whdr"] for r in _records(workdir) if r["split"] == "validation"]
-    assert len(whdr) == 4
+    assert len(whdr) == 2
     assert whdr[-1] < 0.3, whdr
 
 
 @pytest.mark.slow
-def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
-    data_dir = tmp_path / "data"
-    workdir = str(tmp_path / "run")
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+        tiny_overrides, tmp_path, capsys):
     # An absurd learning rate: the first update sends the params to ~1e35 and the second
     # step's loss overflows.
-    config = _config(data_dir, "--config.num_epochs=1", "--config.steps_per_epoch=6",
-                     "--config.checkpoint.every=1", "--config.optimizer.warmup_steps=0",
-                     "--config.optimizer.learning_rate=1e35")
+    overrides = [*tiny_overrides, "--config.num_epochs=1", "--config.steps_per_epoch=6",
+                 "--config.checkpoint.every=1", "--config.optimizer.warmup_steps=0",
+                 "--config.optimizer.learning_rate=1e35"]
+    workdir = str(tmp_path / "run")
     with pytest.raises(loop.NonFiniteLoss, match="non-finite loss at step 2") as info:
-        loop.train_and_evaluate(config, workdir, log=lambda s: None)
+        loop.train_and_evaluate(load_config("default", overrides), workdir,
+                                log=lambda s: None)
     assert "the last good checkpoint (step 1) is kept" in str(info.value)
     manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
     assert manager.all_steps() == [1]
-    assert loop.main_train(config, str(tmp_path / "again")) == 1
+    # The command line reports it as an error, without a traceback.
+    assert cli.main(["train", "--config", "default", "--workdir", str(tmp_path / "again"),
+                     *overrides]) == cli.EXIT_ERROR
     assert "error: non-finite loss" in capsys.readouterr().err

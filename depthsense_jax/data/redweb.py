@@ -13,7 +13,10 @@ from collections import Counter
 
 import cv2
 import numpy as np
+import tensorflow as tf
 import tensorflow_datasets as tfds
+
+from depthsense_jax.data.target import SKY, VALID
 
 log = logging.getLogger(__name__)
 
@@ -21,21 +24,28 @@ VALIDATION_PERCENT = 5
 _ARCHIVES = ("ReDWeb_V1.zip", "ReDWeb_V1.tar.gz", "ReDWeb_V1.tgz", "ReDWeb_V1.tar")
 
 
-def rd_to_depth(rd: np.ndarray, keep_sky: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """ReDWeb RD map -> (depth, mask) in our orientation.
+def rd_to_depth(rd) -> tuple[tf.Tensor, tf.Tensor]:
+    """ReDWeb RD map -> (depth, validity) in our orientation: the one RD conversion, used by
+    the input pipeline (and callable eagerly on a NumPy array).
 
     rd: (H, W) uint8 RD map, where the nearest surface is near 0, far surfaces are large and
     255 marks sky / unknown background. Returns depth = 1 - RD / 255 as float32 (larger =
     nearer, affine in RD so scale-shift-invariant losses stay meaningful; sky becomes 0) and
-    mask = RD != 255, or all True with `keep_sky` (sky is ordinal information: the farthest
-    thing in the photo).
+    validity (uint8, `target` codes): VALID where RD != 255, SKY where RD == 255 (masked for
+    every loss and metric unless `keep_sky` hands it to the ranking losses).
     """
-    rd = np.asarray(rd)
-    if rd.dtype != np.uint8:
-        raise ValueError(f"RD map must be uint8, got {rd.dtype}")
-    depth = 1.0 - rd.astype(np.float32) / 255.0
-    mask = np.ones(rd.shape, bool) if keep_sky else rd != 255
-    return depth, mask
+    rd = tf.convert_to_tensor(rd)
+    if rd.dtype != tf.uint8:
+        raise ValueError(f"RD map must be uint8, got {rd.dtype.name}")
+    depth = 1.0 - tf.cast(rd, tf.float32) / 255.0
+    validity = tf.where(tf.equal(rd, 255), tf.constant(SKY, tf.uint8),
+                        tf.constant(VALID, tf.uint8))
+    return depth, validity
+
+
+def decode_target(stored: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The stored `depth` feature ((H, W, 1) uint8 raw RD map) -> (depth, validity)."""
+    return rd_to_depth(stored[..., 0])
 
 
 def split_of(stem: str) -> str:

@@ -81,13 +81,16 @@ def combined_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Weighted sum of losses: (total () float32, {name: () float32} for each weighted part).
 
-    pred: (B, H, W) relative inverse depth. batch: {"image": (B, H, W, 3) in [0, 1], "depth":
-    (B, H, W) target (larger = nearer), "mask": (B, H, W) bool}. weights: {name: float} over
-    LOSS_NAMES; parts with weight 0 (or absent) are not computed. Weights and options are
-    static (Python values), so call this inside a jitted step that closes over them. The dense
-    parts "ssim" and "smoothness" see the prediction aligned to the target by per-image least
-    squares scale and shift, so that, like the ranking parts, they ignore the prediction's
-    arbitrary scale; "scale_shift" and "gradient_matching" align by themselves.
+    pred: (B, H, W) relative inverse depth. batch: {"image": (B, H, W, 3) in [0, 1],
+    "depth": (B, H, W) target (larger = nearer), "mask": (B, H, W) bool, optionally
+    "ordinal_mask": (B, H, W) bool}. "ordinal_mask" (a superset of "mask": sky kept as the
+    farthest depth, 0) replaces "mask" for the two ranking parts only; every other part uses
+    "mask". weights: {name: float} over LOSS_NAMES; parts with weight 0 (or absent) are not
+    computed. Weights and options are static (Python values), so call this inside a jitted
+    step that closes over them. The dense parts "ssim" and "smoothness" see the prediction
+    aligned to the target by per-image least squares scale and shift, so that, like the
+    ranking parts, they ignore the prediction's arbitrary scale; "scale_shift" and
+    "gradient_matching" align by themselves.
     """
     weights = {k: v for k, v in _static_weights(weights).items() if v > 0}
     if not weights:
@@ -99,6 +102,7 @@ def combined_loss(
     if missing:
         raise ValueError(f"`batch` lacks {missing}; it needs 'image', 'depth' and 'mask'")
     target, mask = batch["depth"], jnp.asarray(batch["mask"], bool)
+    ordinal_mask = jnp.asarray(batch.get("ordinal_mask", mask), bool)
     key_ranking, key_edge = jax.random.split(key)
 
     aligned = None
@@ -109,14 +113,15 @@ def combined_loss(
     parts: dict[str, jax.Array] = {}
     for name in weights:
         if name == "ranking":
-            pairs = sampling.random_pairs(key_ranking, mask, opts.num_pairs)
+            pairs = sampling.random_pairs(key_ranking, ordinal_mask, opts.num_pairs)
             parts[name] = ranking_loss(
-                pred, target, pairs, sigma=opts.ranking_sigma, alpha=opts.alpha, mask=mask,
+                pred, target, pairs, sigma=opts.ranking_sigma, alpha=opts.alpha,
+                mask=ordinal_mask,
                 hard_fraction=opts.hard_fraction,
             )
         elif name == "edge_guided_ranking":
             parts[name] = edge_guided_ranking_loss(
-                key_edge, pred, target, batch["image"], mask, num_anchors=opts.num_anchors,
+                key_edge, pred, target, batch["image"], ordinal_mask, num_anchors=opts.num_anchors,
                 sigma=opts.edge_sigma, alpha=opts.alpha, hard_fraction=opts.hard_fraction,
             )
         elif name == "ssim":

@@ -4,7 +4,9 @@ Sources: a `.pth`/`.pt` checkpoint (needs torch), or `.safetensors` / `.npz` hol
 key names (`conv1.weight`, `layer1.0.bn1.running_mean`, ...). The classifier (`fc.*`) and
 `num_batches_tracked` counters are not used. Every other key must land on an encoder
 variable of the same shape, and every encoder variable must be filled; otherwise a
-ValueError lists what does not fit.
+ValueError lists what does not fit. `convert_file` turns such a file into the encoder's own
+variables as `.msgpack` (no torch needed to read it), which `load_encoder_weights` (and so
+`model.pretrained`) loads as well.
 """
 
 from __future__ import annotations
@@ -156,15 +158,70 @@ def convert_state_dict(state: Mapping[str, np.ndarray], encoder_variables: Mappi
     return {"params": grouped.get("params", {}), "batch_stats": grouped.get("batch_stats", {})}
 
 
+def _read_encoder_msgpack(path: str, encoder_variables: Mapping) -> dict:
+    """Encoder variables from a `convert_file` .msgpack, checked leaf by leaf against
+    `encoder_variables` (same names, same shapes)."""
+    from flax import serialization
+
+    with open(path, "rb") as f:
+        loaded = serialization.msgpack_restore(f.read())
+    if not isinstance(loaded, Mapping) or "params" not in loaded:
+        raise ValueError(f"{path!r} is not an encoder .msgpack from `depthsense "
+                         "convert-weights` (no 'params' in it)")
+    want = {(c, *p): np.shape(v) for c in ("params", "batch_stats")
+            for p, v in _flatten(encoder_variables.get(c, {})).items()}
+    have = {(c, *p): np.shape(v) for c in ("params", "batch_stats")
+            for p, v in _flatten(loaded.get(c, {})).items()}
+    problems = [f"missing {'/'.join(k)}" for k in sorted(set(want) - set(have))]
+    problems += [f"unexpected {'/'.join(k)}" for k in sorted(set(have) - set(want))]
+    problems += [f"{'/'.join(k)}: shape {have[k]}, the encoder wants {want[k]}"
+                 for k in sorted(set(want) & set(have)) if have[k] != want[k]]
+    if problems:
+        raise ValueError(f"{path!r} does not fit this ResNet encoder (check the depth and "
+                         "width):\n  " + "\n  ".join(problems[:20]))
+    return {c: _as_float32(loaded.get(c, {})) for c in ("params", "batch_stats")}
+
+
+def _as_float32(tree: Mapping) -> dict:
+    return {k: _as_float32(v) if isinstance(v, Mapping) else np.asarray(v, np.float32)
+            for k, v in tree.items()}
+
+
 def load_encoder_weights(path: str, variables: Mapping) -> dict:
     """Return a copy of DepthNet `variables` with the encoder replaced by the weights in
-    `path` (a torchvision ResNet state dict)."""
+    `path`: a torchvision ResNet state dict (.pth, .pt, .safetensors, .npz) or the encoder
+    .msgpack that `convert_file` writes."""
     encoder = {
         "params": variables["params"]["encoder"],
         "batch_stats": variables.get("batch_stats", {}).get("encoder", {}),
     }
-    converted = convert_state_dict(load_state_dict(path), encoder)
+    if str(path).lower().endswith(".msgpack"):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"weights file {path!r} does not exist")
+        converted = _read_encoder_msgpack(path, encoder)
+    else:
+        converted = convert_state_dict(load_state_dict(path), encoder)
     out = {k: dict(v) for k, v in variables.items()}
     out["params"]["encoder"] = converted["params"]
     out.setdefault("batch_stats", {})["encoder"] = converted["batch_stats"]
     return out
+
+
+def convert_file(src: str, out: str, depth: int = 50, width: int = 64) -> int:
+    """Convert a torchvision ResNet state dict file into the encoder variables of
+    `ResNet(depth, width)` and write them to `out` (.msgpack), loadable as
+    `model.pretrained`. Returns the number of encoder parameters."""
+    import jax
+    import jax.numpy as jnp
+    from flax import serialization
+
+    from depthsense_jax.models.resnet import ResNet
+
+    if not str(out).lower().endswith(".msgpack"):
+        raise ValueError(f"output {out!r}: write a .msgpack (what model.pretrained loads)")
+    shapes = jax.eval_shape(lambda: ResNet(depth=depth, width=width).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
+    converted = convert_state_dict(load_state_dict(src), shapes)
+    with open(out, "wb") as f:
+        f.write(serialization.msgpack_serialize(converted))
+    return sum(int(np.size(x)) for x in _flatten(converted["params"]).values())

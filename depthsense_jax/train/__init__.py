@@ -1,1 +1,2 @@
-"""Training: state, optimizer, sharding over a device mesh, jitted train and eval steps."""
+"""Training: state and optimizer, sharding over a device mesh, jitted steps, the loop, its
+checkpoints, evaluation and writers."""

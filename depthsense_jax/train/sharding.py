@@ -1,6 +1,9 @@
-"""A data-parallel mesh over every device of every host, and global batches on it."""
+"""A data-parallel mesh over every device of every host, global batches on it, and joining
+the other processes of a multi-host run."""
 
 from __future__ import annotations
+
+import os
 
 import jax
 import numpy as np
@@ -47,3 +50,41 @@ def global_batch(host_batch: dict, mesh: Mesh) -> dict:
         if value.dtype.kind in "biuf":
             out[key] = jax.make_array_from_process_local_data(sharding, value)
     return out
+
+
+def pad_batch(batch: dict, size: int) -> dict:
+    """Pad a short (evaluation) host batch to `size` rows with zeros: empty masks, so the
+    padded rows have weight 0 in every metric. Non-numeric entries are kept as they are."""
+    rows = len(batch["image"])
+    if rows == size:
+        return batch
+    out = {}
+    for key, value in batch.items():
+        pad = [(0, size - rows)] + [(0, 0)] * (value.ndim - 1)
+        out[key] = np.pad(value, pad) if value.dtype.kind in "biuf" else value
+    return out
+
+
+def maybe_initialize_distributed(coordinator: str | None = None,
+                                 num_processes: int | None = None,
+                                 process_id: int | None = None,
+                                 force: bool = False) -> bool:
+    """jax.distributed.initialize() when asked or when the environment is a multi-process
+    one: a coordinator address (argument or JAX_COORDINATOR_ADDRESS), a multi-host Cloud TPU
+    slice (TPU_WORKER_HOSTNAMES lists several), Slurm or Open MPI with several tasks.
+    Must run before anything touches a JAX device. Returns whether it initialised."""
+    env = os.environ
+    multi_host_tpu = "," in env.get("TPU_WORKER_HOSTNAMES", "")
+    launcher = any(int(env.get(name, "1") or 1) > 1
+                   for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"))
+    wanted = force or coordinator or env.get("JAX_COORDINATOR_ADDRESS") or multi_host_tpu \
+        or launcher
+    if not wanted:
+        return False
+    if num_processes is None and env.get("JAX_NUM_PROCESSES"):
+        num_processes = int(env["JAX_NUM_PROCESSES"])
+    if process_id is None and env.get("JAX_PROCESS_ID"):
+        process_id = int(env["JAX_PROCESS_ID"])
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)
+    return True

@@ -1,12 +1,16 @@
-"""Train state (params, optimizer state, BatchNorm statistics) and the optimizer."""
+"""Train state (params, optimizer state, BatchNorm statistics), the optimizer and its
+learning-rate schedule."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import jax
 import ml_collections
 import optax
 from flax.training import train_state
+
+from depthsense_jax.models import create_variables
 
 
 class TrainState(train_state.TrainState):
@@ -15,19 +19,40 @@ class TrainState(train_state.TrainState):
     batch_stats: Any = None
 
 
+def num_updates(opt: ml_collections.ConfigDict, total_steps: int) -> int:
+    """Optimizer updates in a run of `total_steps` training steps: one per step, or one per
+    `opt.accumulate` steps with gradient accumulation."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+    if opt.accumulate < 1:
+        raise ValueError(f"config.optimizer.accumulate must be >= 1, got {opt.accumulate}")
+    if total_steps < opt.accumulate:
+        raise ValueError(f"{total_steps} training steps make no update with "
+                         f"config.optimizer.accumulate={opt.accumulate}")
+    return total_steps // opt.accumulate
+
+
+def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
+    """Learning rate as a function of the optimizer's update count: linear warmup from 0 to
+    `opt.learning_rate`, then cosine decay to `opt.final_lr_fraction` of it at the last
+    update. `opt.warmup_steps` and `total_steps` are in training steps; with
+    `opt.accumulate` = k they become updates (/ k), so warmup and decay take the same share
+    of the run whatever k is."""
+    updates = num_updates(opt, total_steps)
+    warmup = min(-(-opt.warmup_steps // opt.accumulate), max(updates - 1, 0))
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=opt.learning_rate, warmup_steps=warmup,
+        decay_steps=max(updates, warmup + 1),
+        end_value=opt.learning_rate * opt.final_lr_fraction,
+    )
+
+
 def make_optimizer(
     opt: ml_collections.ConfigDict, total_steps: int
 ) -> optax.GradientTransformation:
-    """AdamW (or SGD with momentum) with linear warmup then cosine decay, global-norm clipping
-    and optional gradient accumulation (`opt.accumulate` > 1 micro-batches per update)."""
-    if total_steps < 1:
-        raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    warmup = min(opt.warmup_steps, max(total_steps - 1, 0))
-    schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=opt.learning_rate, warmup_steps=warmup,
-        decay_steps=max(total_steps, warmup + 1),
-        end_value=opt.learning_rate * opt.final_lr_fraction,
-    )
+    """AdamW (or SGD with Nesterov momentum) on `make_schedule`, global-norm clipping and
+    optional gradient accumulation (`opt.accumulate` > 1 micro-batches per update)."""
+    schedule = make_schedule(opt, total_steps)
     if opt.name == "adamw":
         base = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
     elif opt.name == "sgd":
@@ -45,3 +70,12 @@ def create_train_state(model, variables: dict, tx: optax.GradientTransformation)
         apply_fn=model.apply, params=variables["params"], tx=tx,
         batch_stats=variables.get("batch_stats", {}),
     )
+
+
+def build_state(config: ml_collections.ConfigDict, total_steps: int):
+    """(model, freshly initialised TrainState on the host) for `config`: variables from
+    `config.seed` (with `model.pretrained` in the encoder) and the optimizer for a run of
+    `total_steps` steps."""
+    model, variables = create_variables(config.model, jax.random.PRNGKey(config.seed))
+    tx = make_optimizer(config.optimizer, total_steps)
+    return model, create_train_state(model, variables, tx)

@@ -1,0 +1,173 @@
+"""`depthsense bench model`: inference and training-step speed of a config's model, with the
+training step `depthsense train` runs (model, combined loss, optimizer update)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from collections.abc import Callable
+
+import jax
+import ml_collections
+
+from depthsense_jax.bench import reference, timing
+from depthsense_jax.bench.losses import Reference, make_batch
+from depthsense_jax.models import infer
+from depthsense_jax.train import sharding, steps
+from depthsense_jax.train import state as state_lib
+
+
+@dataclasses.dataclass
+class ModelTiming:
+    config: str
+    encoder_depth: int
+    dtype: str
+    batch: int
+    size: int
+    params: int
+    compile_s: float
+    forward_ms: float
+    train_step_ms: float
+    forward_flops: float | None  # one inference pass of the whole batch
+    train_step_flops: float | None  # one training step of the whole batch
+    device_kind: str
+    references: list[Reference] = dataclasses.field(default_factory=list)
+
+    @property
+    def forward_images_per_s(self) -> float:
+        return 1e3 * self.batch / self.forward_ms
+
+    @property
+    def train_images_per_s(self) -> float:
+        return 1e3 * self.batch / self.train_step_ms
+
+    @property
+    def mfu(self) -> float | None:
+        return timing.mfu(self.train_step_flops, self.train_step_ms * 1e-3, 1, self.device_kind)
+
+    def derived(self) -> dict:
+        return {"forward_images_per_s": self.forward_images_per_s,
+                "train_images_per_s": self.train_images_per_s, "mfu": self.mfu}
+
+
+def bench_model(
+    config: ml_collections.ConfigDict,
+    config_name: str,
+    batch: int,
+    size: int,
+    repeats: int = 20,
+    warmup: int = 3,
+    compare: bool = False,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+) -> ModelTiming:
+    """Time inference (eval-mode forward) and the training step of `depthsense train` (the
+    config's combined loss, gradients of all params, BatchNorm in train mode, the optimizer
+    update) at `batch` x `size` x `size` on one device."""
+    if size % 32:
+        raise ValueError(f"--size must be a multiple of 32, got {size}")
+    config = config.copy_and_resolve_references()
+    config.batch_size, config.image_size = batch, size
+    mesh = sharding.make_data_mesh(jax.devices()[:1])
+    steps.validate(config, mesh.size)
+    model, train_state = state_lib.build_state(config, total_steps=10 * (repeats + warmup) + 10)
+    train_state = jax.device_put(train_state, sharding.replicated(mesh))
+    data = make_batch(batch, size)
+    data.pop("pred")
+    global_batch = sharding.global_batch(data, mesh)
+    key = jax.random.PRNGKey(1)
+    variables = {"params": train_state.params, "batch_stats": train_state.batch_stats}
+    train_step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh)
+
+    log(f"[bench] {config_name}: compiling forward and training step at {batch}x{size}x{size}")
+    forward, forward_compile_s = timing.compile_timed(
+        lambda v, x: infer(model, v, x), variables, global_batch["image"])
+    forward_flops = timing.lowered_flops(lambda v, x: infer(model, v, x), variables,
+                                         global_batch["image"])
+    flops = timing.lowered_flops(train_step, train_state, global_batch, key)
+    start = time.perf_counter()
+    compiled_step = train_step.lower(train_state, global_batch, key).compile()
+    step_compile_s = time.perf_counter() - start
+    holder = {"state": train_state}
+
+    def one_step():
+        # The step donates the state: thread it through, as the training loop does.
+        holder["state"], out = compiled_step(holder["state"], global_batch, key)
+        jax.block_until_ready((holder["state"], out))
+
+    result = ModelTiming(
+        config=config_name, encoder_depth=config.model.encoder_depth, dtype=config.model.dtype,
+        batch=batch, size=size,
+        params=sum(x.size for x in jax.tree.leaves(train_state.params)),
+        compile_s=forward_compile_s + step_compile_s,
+        forward_ms=timing.time_call(forward, variables, global_batch["image"],
+                                    repeats=repeats, warmup=warmup),
+        train_step_ms=timing.median_ms(one_step, repeats, warmup),
+        forward_flops=forward_flops,
+        train_step_flops=flops,
+        device_kind=jax.devices()[0].device_kind,
+    )
+    if compare:
+        result.references.append(_torch_reference(config, data, repeats, warmup, result, log))
+    return result
+
+
+def _torch_reference(config, data, repeats, warmup, result: ModelTiming, log) -> Reference:
+    torch_depthnet = reference.load("torch_depthnet")
+    import torch
+
+    net = torch_depthnet.TorchDepthNet(config.model.encoder_depth, config.model.width,
+                                       config.model.fusion_channels)
+    images = torch.tensor(data["image"]).permute(0, 3, 1, 2).contiguous()
+    depth = torch.tensor(data["depth"])
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-6)
+    log("[bench] timing the same architecture in PyTorch ...")
+
+    def fwd():
+        net.eval()
+        with torch.no_grad():
+            net(images)
+
+    def train_step():
+        net.train()
+        optimizer.zero_grad(set_to_none=True)
+        # The model's cost: a plain squared error stands in for our combined loss.
+        ((net(images) - depth) ** 2).mean().backward()
+        optimizer.step()
+
+    train_ms = timing.median_ms(train_step, repeats, warmup)
+    return Reference(
+        name=f"PyTorch {torch.__version__} eager, MSE loss, AdamW",
+        forward_ms=timing.median_ms(fwd, repeats, warmup),
+        forward_backward_ms=train_ms,
+        speedup=train_ms / result.train_step_ms,
+    )
+
+
+def format_table(t: ModelTiming) -> str:
+    dev = jax.devices()[0]
+    lines = [
+        f"{t.config}: DepthNet ResNet-{t.encoder_depth} ({t.params / 1e6:.1f}M params), "
+        f"{t.dtype}, batch {t.batch}, {t.size}x{t.size}, on {dev.platform} ({t.device_kind})",
+        f"  compile                 {t.compile_s:8.1f} s",
+        f"  forward (inference)     {t.forward_ms:8.1f} ms/batch  {t.forward_images_per_s:8.1f} "
+        "images/s",
+        f"  train step              {t.train_step_ms:8.1f} ms/batch  {t.train_images_per_s:8.1f} "
+        "images/s",
+    ]
+    if t.train_step_flops:
+        achieved = t.train_step_flops / (t.train_step_ms * 1e-3)
+        line = f"  train step FLOPs        {t.train_step_flops / 1e9:8.1f} GFLOP  ->  "
+        line += f"{achieved / 1e12:.2f} TFLOP/s"
+        if t.mfu is not None:
+            line += (f", MFU {100 * t.mfu:.1f}% of {timing.peak_flops(t.device_kind) / 1e12:.0f}"
+                     " TFLOP/s bf16")
+        lines.append(line)
+    for ref in t.references:
+        lines.append(
+            f"  {ref.name}: forward {ref.forward_ms:.1f} ms, train step "
+            f"{ref.forward_backward_ms:.1f} ms ({1e3 * t.batch / ref.forward_backward_ms:.1f} "
+            f"images/s); ours {ref.speedup:.2f}x its training speed"
+        )
+    return "\n".join(lines)
+

@@ -1,0 +1,68 @@
+"""Procedural 3-D scenes with exact depth, and their TFDS builder (`synthetic_scenes`).
+
+A tiny vectorised ray caster in NumPy: a pinhole camera looks at a textured ground plane,
+optional walls, and a few spheres, yaw-rotated boxes and vertical cylinders that occlude each
+other. Every pixel gets one ray; the nearest positive hit is kept by a z-buffer on the
+camera-space depth ``z``; surfaces are shaded with a Lambertian sun (with hard shadows) plus
+ambient light and, some of the time, exponential fog. Pixels whose ray hits nothing within
+``Z_FAR`` are sky.
+
+Output (see `render_scene`), following the project conventions (docs: DESIGN.md, Conventions):
+``image`` (H, W, 3) uint8 RGB; ``depth`` (H, W) float32 **relative inverse depth**
+``(1 / z) / max(1 / z)`` over the valid pixels, so the nearest pixel of each image is exactly
+1.0, every valid pixel lies in (0, 1], larger = nearer, and invalid (sky) pixels are 0;
+``mask`` (H, W) bool, True where a surface was hit (``depth > 0`` and finite).
+
+Modules, each importing only the ones before it:
+
+- `camera`: `Camera`, its `Rays` and the world / camera frames and units;
+- `shapes`: the primitives `Plane`, `Sphere`, `Box`, `Cylinder` (ray hits, normals, texels);
+- `textures`: procedural albedo tiles (`Texture`, `solid_texture`, `random_texture`);
+- `renderer`: `Surface`, `Light`, `Scene`, the z-buffer `trace`, shading and `render`;
+- `scenes`: `random_scene`, `render_scene`, `benchmark_render`, `save_samples`;
+- `builder`: the TFDS builder `SyntheticScenes` (importing this package registers it).
+"""
+
+from depthsense_jax.data.synthetic.builder import SyntheticScenes, SyntheticScenesConfig
+from depthsense_jax.data.synthetic.camera import Z_FAR, Camera, Rays, camera_rays
+from depthsense_jax.data.synthetic.renderer import Light, Scene, Surface, render, trace
+from depthsense_jax.data.synthetic.scenes import (
+    benchmark_render,
+    random_scene,
+    render_scene,
+    save_samples,
+)
+from depthsense_jax.data.synthetic.shapes import Box, Cylinder, Plane, Shape, Sphere
+from depthsense_jax.data.synthetic.textures import (
+    TEXTURE_KINDS,
+    Texture,
+    random_texture,
+    solid_texture,
+)
+
+__all__ = [
+    "TEXTURE_KINDS",
+    "Z_FAR",
+    "Box",
+    "Camera",
+    "Cylinder",
+    "Light",
+    "Plane",
+    "Rays",
+    "Scene",
+    "Shape",
+    "Sphere",
+    "Surface",
+    "SyntheticScenes",
+    "SyntheticScenesConfig",
+    "Texture",
+    "benchmark_render",
+    "camera_rays",
+    "random_scene",
+    "random_texture",
+    "render",
+    "render_scene",
+    "save_samples",
+    "solid_texture",
+    "trace",
+]

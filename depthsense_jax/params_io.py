@@ -1,0 +1,168 @@
+"""Params on disk: what rebuilds a model (model.json), its variables as msgpack or
+safetensors, and the variables of a training workdir's checkpoint, restored without building
+an optimizer.
+
+An export folder (`depthsense export`) holds:
+  model.json            the DepthNet fields (encoder_depth, width, fusion_channels, dtype) and
+                        the training image_size (predict's default scale)
+  params.msgpack        {"params", "batch_stats"} by flax.serialization
+  params.safetensors    the same, flat names joined by "/" ("params/encoder/conv1/kernel")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import serialization, traverse_util
+
+from depthsense_jax import workdir as workdir_lib
+from depthsense_jax.models import MODEL_KEYS, model_from_config, variable_shapes
+
+COLLECTIONS = ("params", "batch_stats")
+
+
+def model_config_dict(model_config) -> dict:
+    """The fields that rebuild DepthNet (what model.json holds)."""
+    return {key: model_config[key] for key in MODEL_KEYS}
+
+
+def write_model_json(out_dir: str, model_config, image_size: int | None = None) -> str:
+    """DIR/model.json: the DepthNet fields, and the training image_size when known."""
+    path = os.path.join(out_dir, "model.json")
+    data = model_config_dict(model_config)
+    if image_size:
+        data["image_size"] = int(image_size)
+    with open(path, "w") as f:
+        json.dump(data, f, indent=2)
+    return path
+
+
+def read_model_json(path: str) -> ml_collections.ConfigDict:
+    """The model config of a model.json (extra keys such as image_size are ignored)."""
+    with open(path) as f:
+        data = json.load(f)
+    missing = [k for k in MODEL_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: model config lacks {missing}; expected the keys "
+                         f"{list(MODEL_KEYS)}")
+    return ml_collections.ConfigDict({k: data[k] for k in MODEL_KEYS})
+
+
+def trained_size(path: str) -> int | None:
+    """The image_size recorded in an export folder's model.json (None if absent)."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    try:
+        with open(os.path.join(folder, "model.json")) as f:
+            return json.load(f).get("image_size")
+    except (OSError, ValueError):
+        return None
+
+
+def flat(variables: dict) -> dict[str, np.ndarray]:
+    """{"params/encoder/conv1/kernel": array, ...}: contiguous NumPy arrays on the host."""
+    tree = traverse_util.flatten_dict(jax.device_get(variables), sep="/")
+    return {k: np.ascontiguousarray(np.asarray(v)) for k, v in tree.items()}
+
+
+def save_msgpack(out_dir: str, variables: dict) -> str:
+    path = os.path.join(out_dir, "params.msgpack")
+    host = jax.tree.map(np.asarray, jax.device_get(variables))
+    with open(path, "wb") as f:
+        f.write(serialization.msgpack_serialize(host))
+    return path
+
+
+def save_safetensors(out_dir: str, variables: dict) -> str:
+    from safetensors.numpy import save_file
+
+    path = os.path.join(out_dir, "params.safetensors")
+    save_file(flat(variables), path)
+    return path
+
+
+def check_variables(model_config, variables: dict, source: str) -> None:
+    """Every leaf the model needs is in `variables` with its shape; otherwise one
+    ValueError naming `source` and the mismatches."""
+    shapes = variable_shapes(model_from_config(model_config))
+    want = {k: v.shape for k, v in traverse_util.flatten_dict(shapes, sep="/").items()}
+    have = {k: np.shape(v) for k, v in traverse_util.flatten_dict(variables, sep="/").items()}
+    problems = [f"missing {k}" for k in sorted(set(want) - set(have))]
+    problems += [f"unexpected {k}" for k in sorted(set(have) - set(want))]
+    problems += [f"{k}: shape {have[k]}, model wants {want[k]}"
+                 for k in sorted(set(want) & set(have)) if tuple(have[k]) != tuple(want[k])]
+    if problems:
+        raise ValueError(f"{source} does not fit the model {model_config_dict(model_config)}: "
+                         + "; ".join(problems[:10])
+                         + (f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""))
+
+
+def load_params(path: str) -> tuple[ml_collections.ConfigDict, dict]:
+    """(model config, variables) from an export folder (params.msgpack, else
+    params.safetensors, with model.json) or from one of those files beside its model.json."""
+    folder, file = (path, None) if os.path.isdir(path) else os.path.split(path)
+    model_json = os.path.join(folder, "model.json")
+    if not os.path.isfile(model_json):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"--params {path!r} does not exist")
+        raise FileNotFoundError(f"{model_json} does not exist: an export folder has "
+                                "model.json beside its params (`depthsense export`)")
+    model_config = read_model_json(model_json)
+    candidates = [file] if file else ["params.msgpack", "params.safetensors"]
+    for name in candidates:
+        full = os.path.join(folder, name)
+        if not os.path.isfile(full):
+            continue
+        if name.endswith(".msgpack"):
+            with open(full, "rb") as f:
+                variables = serialization.msgpack_restore(f.read())
+        elif name.endswith(".safetensors"):
+            from safetensors.numpy import load_file
+
+            variables = traverse_util.unflatten_dict(load_file(full), sep="/")
+        else:
+            raise ValueError(f"{full}: expected a .msgpack or .safetensors params file")
+        check_variables(model_config, variables, full)
+        return model_config, variables
+    raise FileNotFoundError(f"no {' or '.join(candidates)} in {folder}")
+
+
+def _restore_variables(folder: str, step: int, model_config) -> dict:
+    """params and batch_stats of one orbax TrainState checkpoint, as NumPy arrays; the
+    optimizer state on disk is not read."""
+    shapes = variable_shapes(model_from_config(model_config))
+    target = {c: shapes[c] for c in COLLECTIONS}
+    args = ocp.args.PyTreeRestore(
+        item=target, partial_restore=True,
+        restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target))
+    # StandardSave writes the TrainState as the item "default" of each step.
+    restored = ocp.PyTreeCheckpointer().restore(os.path.join(folder, str(step), "default"),
+                                                args=args)
+    check_variables(model_config, restored, f"checkpoint {os.path.join(folder, str(step))}")
+    return restored
+
+
+def restore_params(workdir: str, checkpoint: str = "latest",
+                   log: Callable[[str], None] = lambda s: None,
+                   ) -> tuple[ml_collections.ConfigDict, dict, int]:
+    """(model config, variables {"params", "batch_stats"}, step) of a workdir's checkpoint:
+    "latest" (the newest readable one of checkpoints/), "best" (best/, the lowest
+    validation WHDR) or a step number (from checkpoints/ or best/). Only the params and
+    BatchNorm statistics are read; no optimizer is built."""
+    config = workdir_lib.load_config(workdir)
+    folder, candidates = workdir_lib.resolve_checkpoint(workdir, checkpoint)
+    variables, step, failures = workdir_lib.first_readable(
+        candidates, lambda s: _restore_variables(folder, s, config.model), log)
+    if step is None:
+        raise ValueError(f"no readable checkpoint in {folder}:\n  " + "\n  ".join(failures))
+    return config.model, variables, step
+
+
+def workdir_image_size(workdir: str) -> int:
+    """The training image_size of a workdir's run."""
+    return int(workdir_lib.load_config(workdir).image_size)

@@ -1,0 +1,87 @@
+"""Orbax checkpoints of a training workdir: the last K TrainStates, the best one by
+validation WHDR, restoring with a fallback past a damaged checkpoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import orbax.checkpoint as ocp
+
+from depthsense_jax import workdir as workdir_lib
+
+
+def managers(workdir: str, keep: int) -> tuple[ocp.CheckpointManager, ocp.CheckpointManager]:
+    """(latest, best): the last `keep` checkpoints in DIR/checkpoints, and the one with the
+    lowest validation WHDR in DIR/best."""
+    options = dict(enable_async_checkpointing=False)
+    latest = ocp.CheckpointManager(
+        workdir_lib.path(workdir, workdir_lib.CHECKPOINTS),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, **options),
+    )
+    best = ocp.CheckpointManager(
+        workdir_lib.path(workdir, workdir_lib.BEST),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, best_fn=lambda m: m["whdr"], best_mode="min",
+            keep_checkpoints_without_metrics=False, **options),
+    )
+    return latest, best
+
+
+def save(manager: ocp.CheckpointManager, step: int, train_state,
+         metrics: dict | None = None) -> None:
+    manager.save(step, args=ocp.args.StandardSave(train_state), metrics=metrics)
+
+
+def restore(manager: ocp.CheckpointManager, train_state, log: Callable[[str], None],
+            workdir: str, step: int | None = None):
+    """(state, step) from the newest readable checkpoint of `manager` (or exactly `step`);
+    (train_state, 0) when there is none. A damaged newest checkpoint falls back to the one
+    before with a warning, and is moved aside (STEP.unreadable) so that the resumed run can
+    save that step again; when none fits the config, a ValueError says so and nothing is
+    moved."""
+    candidates = sorted(manager.all_steps(), reverse=True)
+    if step is not None:
+        if step not in candidates:
+            raise ValueError(f"no checkpoint of step {step} in {manager.directory}; there are "
+                             f"{sorted(candidates)}")
+        candidates = [step]
+    restored, found, failures = workdir_lib.first_readable(
+        candidates,
+        lambda s: manager.restore(s, args=ocp.args.StandardRestore(train_state)), log)
+    if found is not None:
+        if failures and step is None:
+            _move_aside(manager, [s for s in candidates if s > found], log)
+        return restored, found
+    if failures:
+        # Not one checkpoint fits: most likely the config changed (another model size).
+        raise ValueError(
+            f"no checkpoint in {manager.directory} fits this config (a different model or "
+            f"optimizer?); use a new --workdir or the config that wrote {workdir}:\n  "
+            + "\n  ".join(failures)
+        )
+    return train_state, 0
+
+
+def _move_aside(manager: ocp.CheckpointManager, steps: list[int],
+                log: Callable[[str], None]) -> None:
+    for bad in steps:
+        folder = os.path.join(str(manager.directory), str(bad))
+        os.replace(folder, folder + ".unreadable")
+        log(f"moved the unreadable checkpoint {bad} to {folder}.unreadable")
+    manager.reload()
+
+
+def restore_named(workdir: str, config, train_state, checkpoint: str = "latest",
+                  log: Callable[[str], None] = print):
+    """(state, step) of a workdir's checkpoint: "latest", "best" (lowest validation WHDR) or
+    a step number (from checkpoints/ or best/)."""
+    folder, candidates = workdir_lib.resolve_checkpoint(workdir, checkpoint)
+    latest, best = managers(workdir, config.checkpoint.keep)
+    try:
+        manager = best if folder == str(best.directory) else latest
+        step = None if checkpoint in ("latest", "best") else candidates[0]
+        return restore(manager, train_state, log, workdir, step=step)
+    finally:
+        latest.close()
+        best.close()
