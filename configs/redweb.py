@@ -6,11 +6,11 @@ its archive). Put torchvision ImageNet ResNet-50 weights in model.pretrained to 
 them, as the papers do: `--config.model.pretrained=resnet50.pth`.
 """
 
-from depthsense_jax.configs import default
+from depthsense_jax.config import base_config
 
 
 def get_config():
-    config = default.get_config()
+    config = base_config("default")
     config.data.name = "redweb"
     config.model.encoder_depth = 50
     config.model.width = 64

@@ -5,11 +5,11 @@ Launch on all workers at once (docs/tpu.md); the global batch must divide by the
 chips (v4-32: 16, v5e-64: 64).
 """
 
-from depthsense_jax.configs import redweb
+from depthsense_jax.config import base_config
 
 
 def get_config():
-    config = redweb.get_config()
+    config = base_config("redweb")
     config.model.dtype = "bfloat16"
     config.batch_size = 256
     # 32x the batch of configs/redweb.py: sqrt scaling of AdamW's learning rate, longer warmup.

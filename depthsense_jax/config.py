@@ -17,7 +17,12 @@ SHIPPED_PACKAGE = "depthsense_jax.configs"
 
 
 def _shipped_folder() -> str:
-    return str(resources.files(SHIPPED_PACKAGE))
+    try:
+        return str(resources.files(SHIPPED_PACKAGE))
+    except ModuleNotFoundError:
+        # A source tree on PYTHONPATH, not installed (the device scripts): its configs/.
+        return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "configs")
 
 
 def shipped_names() -> list[str]:
@@ -35,12 +40,8 @@ def _shipped_config(name: str) -> str | None:
     return None
 
 
-def load_config(path: str, overrides: list[str] | None = None) -> ml_collections.ConfigDict:
-    """Run `path`'s get_config(), apply overrides such as `model.width=16`, lock the result.
-
-    path: a config file, or the name of one shipped in configs/ ("synthetic", "redweb").
-    The returned config is locked: existing fields can be set, new ones cannot be added.
-    """
+def _run(path: str) -> ml_collections.ConfigDict:
+    """get_config() of a config file or of a shipped config's name, unlocked."""
     if not os.path.isfile(path):
         shipped = _shipped_config(path)
         if shipped is None:
@@ -53,7 +54,22 @@ def load_config(path: str, overrides: list[str] | None = None) -> ml_collections
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ValueError(f"config file {path!r} defines no get_config()")
-    config = module.get_config()
+    return module.get_config()
+
+
+def base_config(name: str) -> ml_collections.ConfigDict:
+    """A shipped config (or a config file) as an unlocked ConfigDict, for a config file
+    that builds on it: `config = base_config("default")` in its get_config()."""
+    return _run(name)
+
+
+def load_config(path: str, overrides: list[str] | None = None) -> ml_collections.ConfigDict:
+    """Run `path`'s get_config(), apply overrides such as `model.width=16`, lock the result.
+
+    path: a config file, or the name of one shipped in configs/ ("synthetic", "redweb").
+    The returned config is locked: existing fields can be set, new ones cannot be added.
+    """
+    config = _run(path)
     for item in overrides or []:
         apply_override(config, item)
     config.lock()

@@ -1,9 +1,9 @@
 """Shared test settings and fixtures: CPU, a persistent compilation cache for the session,
 the tiny model and data every training test uses, and one trained tiny workdir.
 
-The compilation cache: most of the suite's time is XLA compiling the same small programs
-(the tiny model's train and eval steps) in several tests, worker processes and subprocesses;
-the cache compiles each once per session. It lives in a fresh folder per session, set in the
+The compilation cache: most of the suite's time is XLA compiling the same programs (the tiny
+model's init, train and eval steps) in several tests, worker processes and subprocesses; the
+cache compiles each once per session. It lives in a fresh folder per session, set in the
 environment before the xdist workers and any subprocess start, so they all share it.
 """
 
@@ -17,6 +17,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="depthsense-jax-cache-")
     os.environ["DEPTHSENSE_TEST_OWNS_CACHE"] = os.environ["JAX_COMPILATION_CACHE_DIR"]
+# Every program, however small: eager model.init alone compiles ~200 of them (measured: the
+# tiny model's init in a new process 20.7 s without them cached, 2.4 s with).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import dataclasses  # noqa: E402
 import pathlib  # noqa: E402
@@ -85,6 +88,13 @@ def tiny_overrides(tiny_data_dir) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def run_overrides(tiny_overrides) -> list[str]:
+    """The overrides of the shared trained run (TINY + TRAINED), without training it: a test
+    that compiles the same train or eval step finds it in the compilation cache."""
+    return [*tiny_overrides, *TRAINED]
+
+
+@pytest.fixture(scope="session")
 def tiny_config(tiny_overrides):
     """tiny_config(*extra_overrides) -> the locked default config with TINY applied."""
     from depthsense_jax.config import load_config
@@ -108,7 +118,7 @@ class TrainedRun:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory, tiny_overrides) -> TrainedRun:
+def trained(tmp_path_factory, run_overrides) -> TrainedRun:
     """One tiny run (TRAINED: 6 steps, evaluated at 2, 4, 6), trained once per session and
     shared read-only; use `trained.copy(tmp_path / "run")` to change it."""
     from depthsense_jax.config import load_config
@@ -116,7 +126,7 @@ def trained(tmp_path_factory, tiny_overrides) -> TrainedRun:
 
     root = _shared_dir(tmp_path_factory)
     workdir = root / "trained_run"
-    overrides = [*tiny_overrides, *TRAINED]
+    overrides = run_overrides
     with FileLock(str(workdir) + ".lock"):
         log_file = root / "trained_run.log"
         if not (workdir / "predictions.png").exists():

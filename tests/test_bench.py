@@ -35,9 +35,9 @@ def test_bench_model_and_bench_train_use_the_same_mfu():
     assert model.derived()["mfu"] == pytest.approx(want)
 
 
-def test_bench_train_reports_the_split_of_a_step(tiny_overrides, tmp_path, capsys):
+def test_bench_train_reports_the_split_of_a_step(run_overrides, tmp_path, capsys):
     path = tmp_path / "bench.json"
-    args = ["bench", "train", "--config", "default", *tiny_overrides, "--steps", "3",
+    args = ["bench", "train", "--config", "default", *run_overrides, "--steps", "3",
             "--warmup", "1", "--json", str(path)]
     assert cli.main(args) == 0
     out = capsys.readouterr().out

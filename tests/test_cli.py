@@ -168,17 +168,14 @@ def test_convert_weights_round_trip(tmp_path, capsys):
     assert "not in the file" in capsys.readouterr().err
 
 
-def test_bench_model_tiny(tmp_path, capsys):
+def test_bench_model_tiny(run_overrides, tmp_path, capsys):
     out = tmp_path / "model.json"
-    code = cli.main([
-        "bench", "model", "--config", "configs/default.py", "--config.model.encoder_depth=18",
-        "--config.model.width=8", "--config.model.fusion_channels=16", "--batch", "1",
-        "--size", "64", "--repeats", "1", "--warmup", "1", "--json", str(out),
-    ])
+    code = cli.main(["bench", "model", "--config", "default", *run_overrides, "--batch", "4",
+                     "--size", "64", "--repeats", "1", "--warmup", "1", "--json", str(out)])
     assert code == 0
     assert "images/s" in capsys.readouterr().out
     result = json.loads(out.read_text())["result"]
-    assert result["encoder_depth"] == 18 and result["batch"] == 1 and result["size"] == 64
+    assert result["encoder_depth"] == 18 and result["batch"] == 4 and result["size"] == 64
     assert result["train_images_per_s"] > 0 and result["forward_images_per_s"] > 0
     # Lowered-HLO FLOPs: a training step (forward, backward ~2x, update) costs well over
     # twice a forward pass, and both are far above 0.

@@ -147,3 +147,16 @@ def test_convert_weights_output_loads_as_model_pretrained(tmp_path, capsys):
                                    f"--config.model.pretrained={converted}"])
     with pytest.raises(ValueError, match="does not fit this ResNet encoder"):
         create_variables(config.model, jax.random.PRNGKey(0))
+
+
+def test_shipped_configs_load_from_an_uninstalled_source_tree(monkeypatch):
+    """The device scripts run the repository on PYTHONPATH without installing it: there is no
+    `depthsense_jax.configs` package then, and the configs come from the tree's configs/."""
+    from depthsense_jax import config as config_module
+
+    def missing(name):
+        raise ModuleNotFoundError(name)
+
+    monkeypatch.setattr(config_module.resources, "files", missing)
+    assert config_module.shipped_names() == ["default", "redweb", "redweb_tpu", "synthetic"]
+    assert load_config("redweb_tpu").batch_size == 256

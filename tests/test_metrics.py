@@ -234,15 +234,19 @@ def test_whdr_ignores_the_predictions_scale_and_shift(scale, offset, rng):
     np.testing.assert_allclose(moved, base, atol=1.5 / 2000)
 
 
-@settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**16), log_a=st.floats(-3, 3), b=st.floats(-50, 50))
-def test_whdr_affine_invariance_property(seed, log_a, b):
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 2**16), log_a=st.floats(-3, 3), c=st.floats(-50, 50))
+def test_whdr_affine_invariance_property(seed, log_a, c):
+    """WHDR(a * pred + b) == WHDR(pred) for a > 0, with the shift b = a * c up to 50 times
+    the prediction's scale. (Much larger shifts quantise the float32 input itself: at
+    a = 1e-3, b = 26 the map keeps only ~250 distinct levels, and ties change labels.)"""
     rng = np.random.default_rng(seed)
     target = positive_depth(rng, (1, 12, 12))
     pred = noisy_pred(rng, target, noise=0.2)
     pairs = as_pairs(*make_pairs(rng, (1, 12, 12), 300))
+    a = 10.0**log_a
     base = np.asarray(metrics.whdr(pred, target, pairs))
-    moved = np.asarray(metrics.whdr((10.0**log_a * pred + b).astype(np.float32), target, pairs))
+    moved = np.asarray(metrics.whdr((a * pred + a * c).astype(np.float32), target, pairs))
     # Float32 rounding can move a pair that sits exactly on the sigma boundary: at most one.
     assert abs(float(moved[0]) - float(base[0])) <= 1 / 200 + 1e-6
 

@@ -17,12 +17,12 @@ from depthsense_jax.config import load_config
 from depthsense_jax.models import model_from_config
 from depthsense_jax.train import sharding, state, steps
 
-# On top of the shared tiny config: batch 8 of 32 px made here, no warmup.
-STEP_OVERRIDES = ["--config.batch_size=8", "--config.optimizer.warmup_steps=0",
-                  "--config.optimizer.learning_rate=1e-3"]
+# Batches made here at the shared run's shapes (4 images of 64 px), with its config, so that
+# its train and eval steps come from the compilation cache.
+SIZE, BATCH, RUN_STEPS = 64, 4, 6
 
 
-def _batch(size=32, batch=8, seed=0):
+def _batch(size=SIZE, batch=BATCH, seed=0):
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size] / size
     depth = np.stack([0.2 + 0.6 * (a * yy + (1 - a) * xx) for a in rng.uniform(0, 1, batch)])
@@ -33,18 +33,18 @@ def _batch(size=32, batch=8, seed=0):
 
 
 def _setup(mesh, overrides, extra=()):
-    config = load_config("default", [*overrides, *STEP_OVERRIDES, *extra])
+    config = load_config("default", [*overrides, *extra])
     model = model_from_config(config.model)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
-    tx = state.make_optimizer(config.optimizer, total_steps=100)
+    tx = state.make_optimizer(config.optimizer, total_steps=RUN_STEPS)
     train_state = jax.device_put(state.create_train_state(model, variables, tx),
                                  sharding.replicated(mesh))
     return config, model, train_state
 
 
-def test_train_steps_reduce_the_loss_and_are_reproducible(tiny_overrides):
+def test_train_steps_reduce_the_loss_and_are_reproducible(run_overrides):
     mesh = sharding.make_data_mesh()
-    config, model, train_state = _setup(mesh, tiny_overrides)
+    config, model, train_state = _setup(mesh, run_overrides)
     step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh)
     batch = sharding.global_batch(_batch(), mesh)
     key = jax.random.PRNGKey(config.seed)
@@ -55,7 +55,7 @@ def test_train_steps_reduce_the_loss_and_are_reproducible(tiny_overrides):
         assert all(np.isfinite(float(v)) for v in out.values())
     assert float(out["loss"]) < first
     assert int(train_state.step) == 8
-    config2, model2, state2 = _setup(mesh, tiny_overrides)
+    config2, model2, state2 = _setup(mesh, run_overrides)
     step2 = steps.make_train_step(model2, config2.loss.weights, config2.loss.options, mesh)
     for _ in range(8):
         state2, _ = step2(state2, batch, key)
@@ -64,21 +64,21 @@ def test_train_steps_reduce_the_loss_and_are_reproducible(tiny_overrides):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def _eval(tiny_overrides, batch):
+def _eval(overrides, batch):
     mesh = sharding.make_data_mesh()
-    config, model, train_state = _setup(mesh, tiny_overrides)
+    config, model, train_state = _setup(mesh, overrides)
     evaluate = steps.make_eval_step(model, config.loss.weights, config.loss.options, mesh,
-                                    num_pairs=200)
+                                    num_pairs=config.eval.num_pairs)
     out = evaluate(train_state, sharding.global_batch(batch, mesh), jax.random.PRNGKey(0))
     return jax.tree.map(np.asarray, out)
 
 
-def test_eval_step_metrics(tiny_overrides):
-    out = _eval(tiny_overrides, _batch())
+def test_eval_step_metrics(run_overrides):
+    out = _eval(run_overrides, _batch())
     for name in steps.EVAL_METRICS:
         values, weights = out["metrics"][name], out["weights"][name]
-        assert values.shape == (8,) and np.isfinite(values).all()
-        np.testing.assert_array_equal(weights, np.ones(8))
+        assert values.shape == (BATCH,) and np.isfinite(values).all()
+        np.testing.assert_array_equal(weights, np.ones(BATCH))
     assert 0 <= out["metrics"]["whdr"].min() and out["metrics"]["whdr"].max() <= 1
 
 
@@ -87,15 +87,15 @@ def _weighted_means(out):
                         / out["weights"][name].sum()) for name in steps.EVAL_METRICS}
 
 
-def test_padded_rows_and_unmeasurable_images_do_not_count(tiny_overrides):
+def test_padded_rows_and_unmeasurable_images_do_not_count(run_overrides):
     """2 real images + 2 padded rows (a short last batch) give exactly the means of the 2
     real images alone: the loss is per image, not the batch mean copied to every row (which
     read half its value here). An image with one valid pixel is unmeasurable: weight 0, not
     a perfect WHDR of 0."""
     real = {k: v[:2] for k, v in _batch(batch=2).items()}
-    alone = _eval(tiny_overrides, {k: np.concatenate([v] * 4)[:8] for k, v in real.items()})
-    padded = _eval(tiny_overrides, sharding.pad_batch(real, 8))
-    np.testing.assert_array_equal(padded["weights"]["loss"], [1, 1, 0, 0, 0, 0, 0, 0])
+    alone = _eval(run_overrides, {k: np.concatenate([v, v]) for k, v in real.items()})
+    padded = _eval(run_overrides, sharding.pad_batch(real, BATCH))
+    np.testing.assert_array_equal(padded["weights"]["loss"], [1, 1, 0, 0])
     for name in steps.EVAL_METRICS:
         np.testing.assert_allclose(padded["metrics"][name][:2], alone["metrics"][name][:2],
                                    rtol=1e-6, atol=1e-7)
@@ -107,7 +107,7 @@ def test_padded_rows_and_unmeasurable_images_do_not_count(tiny_overrides):
     one_pixel = _batch()
     one_pixel["mask"][3] = False
     one_pixel["mask"][3, 10, 10] = True
-    out = _eval(tiny_overrides, one_pixel)
+    out = _eval(run_overrides, one_pixel)
     assert out["weights"]["whdr"][3] == 0 and out["weights"]["ssim"][3] == 0
     assert out["weights"]["whdr"][:3].min() == 1
 
@@ -157,10 +157,12 @@ _EIGHT_DEVICES = textwrap.dedent("""
     for mesh in (sharding.make_data_mesh(devices[:1]), sharding.make_data_mesh(devices)):
         # SGD: Adam would turn float-noise gradients (e.g. of exactly-zero biases) into full
         # +-lr steps of either sign, hiding real differences behind that noise.
-        config, model, train_state = t._setup(mesh, tiny, ["--config.optimizer.name=sgd"])
+        config, model, train_state = t._setup(
+            mesh, tiny, ["--config.optimizer.name=sgd", "--config.batch_size=8",
+                         "--config.optimizer.warmup_steps=0"])
         step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh,
                                      debug_sharding=lambda s: seen.append(s))
-        batch = sharding.global_batch(t._batch(), mesh)
+        batch = sharding.global_batch(t._batch(size=32, batch=8), mesh)
         for _ in range(2):
             train_state, out = step(train_state, batch, jax.random.PRNGKey(0))
         results.append(jax.tree.map(np.asarray, train_state.params))

@@ -70,7 +70,10 @@ def bench_model(
     config.batch_size, config.image_size = batch, size
     mesh = sharding.make_data_mesh(jax.devices()[:1])
     steps.validate(config, mesh.size)
-    model, train_state = state_lib.build_state(config, total_steps=10 * (repeats + warmup) + 10)
+    # The schedule's length only sets constants in the step; that of the config's run when
+    # it gives one (steps_per_epoch; else the dataset decides, which this benchmark skips).
+    total_steps = config.num_epochs * config.steps_per_epoch or 10 * (repeats + warmup) + 10
+    model, train_state = state_lib.build_state(config, total_steps=total_steps)
     train_state = jax.device_put(train_state, sharding.replicated(mesh))
     data = make_batch(batch, size)
     data.pop("pred")
