@@ -175,7 +175,7 @@ _EIGHT_DEVICES = textwrap.dedent("""
     print("max abs difference", worst)
     assert worst < 1e-5, worst
     try:
-        sharding.check_batch_size(12, sharding.make_data_mesh(devices))
+        sharding.check_batch_size(12, sharding.make_data_mesh(devices).size)
     except ValueError as err:
         assert "divisible" in str(err)
     else:

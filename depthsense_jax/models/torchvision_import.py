@@ -84,14 +84,6 @@ def _target(key: str) -> tuple[str, tuple[str, ...]] | None:
     return None
 
 
-def _get(tree: Mapping, path: tuple[str, ...]):
-    for name in path:
-        if not isinstance(tree, Mapping) or name not in tree:
-            return None
-        tree = tree[name]
-    return tree
-
-
 def _flatten(tree: Mapping, prefix=()) -> dict[tuple[str, ...], np.ndarray]:
     out = {}
     for k, v in tree.items():

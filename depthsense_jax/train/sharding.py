@@ -30,11 +30,12 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def check_batch_size(global_batch: int, mesh: Mesh) -> None:
-    if global_batch % mesh.size:
+def check_batch_size(global_batch: int, num_devices: int) -> None:
+    """The global batch must split evenly over the devices (ValueError saying what to use)."""
+    if global_batch % num_devices:
         raise ValueError(
-            f"config.batch_size={global_batch} is not divisible by the {mesh.size} devices: use "
-            f"a multiple of {mesh.size}"
+            f"config.batch_size={global_batch} is not divisible by the {num_devices} devices: "
+            f"use a multiple of {num_devices}"
         )
 
 

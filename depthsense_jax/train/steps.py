@@ -16,7 +16,7 @@ import optax
 
 from depthsense_jax import losses, metrics, sampling
 from depthsense_jax.models import infer
-from depthsense_jax.train.sharding import batch_sharding, replicated
+from depthsense_jax.train.sharding import batch_sharding, check_batch_size, replicated
 from depthsense_jax.train.state import TrainState
 
 
@@ -24,11 +24,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     """Config errors that must stop a run before anything is compiled."""
     if config.image_size % 32:
         raise ValueError(f"config.image_size must be a multiple of 32, got {config.image_size}")
-    if config.batch_size % num_devices:
-        raise ValueError(
-            f"config.batch_size={config.batch_size} is not divisible by the {num_devices} "
-            f"devices: use a multiple of {num_devices}"
-        )
+    check_batch_size(config.batch_size, num_devices)
     unknown = sorted(set(config.loss.weights) - set(losses.LOSS_NAMES))
     if unknown:
         raise ValueError(f"config.loss.weights names unknown loss(es) {unknown}; known: "
