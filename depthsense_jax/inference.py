@@ -100,6 +100,14 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
+def _model_input(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A photo resized to the model's size, as float32 in [0, 1] (uint8 is scaled after the
+    resize, so a large photo is never held as floats)."""
+    if image.dtype == np.uint8:
+        return _resize(image, height, width).astype(np.float32) / 255.0
+    return _resize(np.asarray(image, np.float32), height, width)
+
+
 def predict(
     params: Predictor | LoadedModel | tuple | str,
     images: Iterable[np.ndarray],
@@ -114,9 +122,10 @@ def predict(
     compilations). size: the short side the model sees (default: the training image_size
     when `params` knows it, else 384).
 
-    images: (H, W, 3) float32 RGB in [0, 1] (any H, W >= 1). Photos whose model size is the
-    same go through the model together, `batch_size` at a time. Returns (H, W) float32 each,
-    in the model's arbitrary scale and shift. on_batch(n): called after each batch of n.
+    images: (H, W, 3) float32 RGB in [0, 1] or uint8 (any H, W >= 1). Photos whose model
+    size is the same go through the model together, `batch_size` at a time. Returns (H, W)
+    float32 each, in the model's arbitrary scale and shift. on_batch(n): called after each
+    batch of n.
     """
     if isinstance(params, str | os.PathLike):
         params = load_model(params=str(params))
@@ -137,7 +146,7 @@ def predict(
     for (h, w), members in groups.items():
         for start in range(0, len(members), batch_size):
             chunk = members[start:start + batch_size]
-            batch = np.stack([_resize(np.asarray(images[i], np.float32), h, w) for i in chunk])
+            batch = np.stack([_model_input(images[i], h, w) for i in chunk])
             # Pad to a full batch: one compiled shape per (h, w), not one per remainder.
             padded = np.concatenate(
                 [batch, np.zeros((batch_size - len(chunk), h, w, 3), np.float32)])

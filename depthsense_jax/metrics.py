@@ -16,7 +16,8 @@ from depthsense_jax._reduce import masked_mean
 from depthsense_jax.losses.scale_shift import fit_scale_shift
 from depthsense_jax.losses.ssim import ssim
 
-__all__ = ["abs_rel", "align_scale_shift", "counted_pairs", "delta1", "mse", "ssim", "whdr"]
+__all__ = ["DEPTH_ERRORS", "abs_rel", "align_scale_shift", "aligned_errors", "counted_pairs",
+           "delta1", "depth_errors", "mse", "ssim", "whdr"]
 
 
 def _counted(pairs: sampling.Pairs, mask: jax.Array | None) -> jax.Array:
@@ -97,17 +98,49 @@ def _per_image_mean(values, valid):
     return masked_mean(values.astype(jnp.float32), valid)[0]
 
 
+DEPTH_ERRORS = ("abs_rel", "delta1", "delta2", "delta3", "rmse")
+
+
+def depth_errors(estimate: jax.Array, truth: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
+    """Per-image errors of an estimate against a positive ground truth: each (B,) float32.
+
+    abs_rel: mean |e - g| / g; delta1..3: the share of pixels with max(e/g, g/e) < 1.25,
+    1.25^2, 1.25^3 (an estimate <= 0 is a miss); rmse: sqrt of the mean (e - g)^2. Over the
+    pixels of `valid` with truth > 0; an image with none scores 0 (weight it 0). The
+    training evaluation (after its alignment) and the zero-shot benchmarks (after theirs)
+    both compute their errors here.
+    """
+    _check(estimate, truth, valid)
+    truth = jnp.asarray(truth, jnp.float32)
+    estimate = jnp.asarray(estimate, jnp.float32)
+    valid = jnp.asarray(valid, bool) & (truth > 0)
+    g = jnp.where(valid, truth, 1.0)
+    e = jnp.where(estimate > 0, estimate, 1.0)
+    ratio = jnp.where(estimate > 0, jnp.maximum(e / g, g / e), jnp.inf)
+    diff = estimate - g
+    out = {"abs_rel": _per_image_mean(jnp.abs(diff) / g, valid),
+           "rmse": jnp.sqrt(_per_image_mean(diff * diff, valid))}
+    for n in (1, 2, 3):
+        out[f"delta{n}"] = _per_image_mean((ratio < 1.25**n).astype(jnp.float32), valid)
+    return out
+
+
+@jax.jit
+def aligned_errors(pred: jax.Array, target: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+    """`depth_errors` of pred after per-image scale-and-shift alignment to the target over
+    the mask (pixels with target > 0): the training evaluation's AbsRel and delta1."""
+    _check(pred, target, mask)
+    valid = jnp.asarray(mask, bool) & (jnp.asarray(target) > 0)
+    return depth_errors(align_scale_shift(pred, target, valid), target, valid)
+
+
 @jax.jit
 def abs_rel(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
     """Mean |a - g| / g after scale-and-shift alignment a of pred to g: (B,).
 
     Only pixels in `mask` with target > 0 count (the ratio needs a positive target).
     """
-    _check(pred, target, mask)
-    valid = jnp.asarray(mask, bool) & (jnp.asarray(target) > 0)
-    aligned = align_scale_shift(pred, target, valid)
-    g = jnp.where(valid, target, 1.0)
-    return _per_image_mean(jnp.abs(aligned - g) / g, valid)
+    return aligned_errors(pred, target, mask)["abs_rel"]
 
 
 @jax.jit
@@ -116,14 +149,7 @@ def delta1(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
 
     Pixels in `mask` with target > 0 count; an aligned value <= 0 is a miss.
     """
-    _check(pred, target, mask)
-    valid = jnp.asarray(mask, bool) & (jnp.asarray(target) > 0)
-    aligned = align_scale_shift(pred, target, valid)
-    g = jnp.where(valid, target, 1.0)
-    a = jnp.where(aligned > 0, aligned, 1.0)
-    ratio = jnp.maximum(a / g, g / a)
-    hit = (aligned > 0) & (ratio < 1.25)
-    return _per_image_mean(hit.astype(jnp.float32), valid)
+    return aligned_errors(pred, target, mask)["delta1"]
 
 
 @jax.jit

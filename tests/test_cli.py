@@ -18,7 +18,7 @@ def test_help_lists_commands(capsys):
 
 COMMANDS = [["bench", "losses"], ["bench", "model"], ["bench", "train"], ["bench", "input"],
             ["bench", "render"], ["data", "build"], ["data", "show"], ["train"], ["eval"],
-            ["predict"], ["export"], ["model-summary"], ["convert-weights"]]
+            ["predict"], ["export"], ["benchmark"], ["model-summary"], ["convert-weights"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

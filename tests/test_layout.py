@@ -19,6 +19,7 @@ LAYERS = [
     ("params_io", ["params_io"]),
     ("inference", ["inference"]),
     ("export", ["export"]),
+    ("evaluation", ["evaluation"]),
     ("bench", ["bench"]),
     ("cli", ["cli"]),
 ]
@@ -126,7 +127,7 @@ def test_every_package_is_installed():
         setuptools = tomllib.load(f)["tool"]["setuptools"]
     listed = set(setuptools["packages"])
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in PACKAGE.rglob("__init__.py")}
-    assert found | {"depthsense_jax.configs"} == listed
+    assert found | {"depthsense_jax.configs"} == listed, (found, listed)
     assert setuptools["package-dir"] == {"depthsense_jax.configs": "configs"}
     assert not (PACKAGE / "configs").exists()
 

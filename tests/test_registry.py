@@ -21,11 +21,11 @@ def test_lookup_takes_every_form_of_a_name(name, short, full):
 
 
 def test_unknown_dataset_lists_the_known_ones():
-    with pytest.raises(ValueError, match="unknown dataset 'nyu'.*synthetic.*redweb"):
-        registry.lookup("nyu")
+    with pytest.raises(ValueError, match="unknown dataset 'nyu3'.*synthetic.*redweb.*nyu"):
+        registry.lookup("nyu3")
     config = load_config("default")
     with pytest.raises(ValueError, match="unknown dataset"):
-        registry.with_dataset(config, "nyu")
+        registry.with_dataset(config, "nyu3")
     assert registry.with_dataset(config, "redweb", "/data").data.data_dir == "/data"
 
 
@@ -36,3 +36,11 @@ def test_synthetic_target_marks_sky_and_broken_pixels():
     np.testing.assert_array_equal(depth, [[0.5, 0.0], [0.0, 1.0]])
     assert registry.decode_target(load_config("synthetic").data) is \
         synthetic_builder.decode_target
+
+
+def test_benchmark_datasets_are_not_training_datasets_yet():
+    config = load_config("default", ["--config.data.name=nyu"])
+    with pytest.raises(ValueError, match="no training build.*depthsense benchmark nyu"):
+        registry.prepared_builder(config.data)
+    with pytest.raises(ValueError, match="no benchmark dataset"):
+        registry.benchmark("synthetic", None)

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from depthsense_jax.data.samples import Item, Protocol, Sample
 from depthsense_jax.data.target import SKY, VALID
 
 log = logging.getLogger(__name__)
@@ -204,3 +205,29 @@ class Redweb(tfds.core.GeneratorBasedBuilder):
         if skipped:
             log.warning("ReDWeb %s: skipped %d examples (%s)", split, sum(skipped.values()),
                         dict(skipped))
+
+
+BENCHMARK_PROTOCOL = Protocol(metric="whdr")
+BENCHMARK_LAYOUT = """  DIR: the TFDS data_dir where `depthsense data build redweb` wrote redweb/
+  (default ~/tensorflow_datasets); its validation split is scored"""
+
+
+def benchmark_items(data_dir: str | None, split_file: str | None = None) -> list:
+    """The validation split of the built dataset as benchmark items: relative depth
+    (1 - RD/255, larger = nearer) with the sky (RD 255) masked."""
+    del split_file
+    builder = tfds.builder("redweb", data_dir=os.path.expanduser(data_dir) if data_dir else None)
+    if not builder.is_prepared():
+        raise ValueError(f"redweb is not built in {builder.data_dir!r}: run `depthsense data build "
+                         "redweb --manual-dir DIR` first, then give its --data-dir")
+    if "validation" not in builder.info.splits:
+        raise ValueError(f"the redweb build in {builder.data_dir!r} has no validation split")
+    found = []
+    for example in tfds.as_numpy(builder.as_dataset(split="validation")):
+        def load(example=example):
+            depth, validity = (np.asarray(x) for x in decode_target(example["depth"]))
+            return Sample(name=example["file_name"].decode(), image=example["image"],
+                          kind="relative", target=depth, mask=validity == VALID)
+
+        found.append(Item(example["file_name"].decode(), load))
+    return found

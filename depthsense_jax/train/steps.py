@@ -132,14 +132,15 @@ def make_eval_step(model, weights: Mapping[str, float], options: Mapping | None,
         depth, mask = batch["depth"], batch["mask"]
         pairs = per_image_pairs(key, mask, num_pairs)
         aligned = metrics.align_scale_shift(pred, depth, mask)
+        errors = metrics.aligned_errors(pred, depth, mask)
         measurable = (jnp.sum(mask, axis=(1, 2)) >= 2).astype(jnp.float32)
         values = {
             "loss": per_image_loss(key, pred, batch, weights, options),
             "whdr": metrics.whdr(pred, depth, pairs, sigma=sigma, mask=mask),
             "ssim": metrics.ssim(jnp.clip(aligned, 0.0, 1.0), depth, mask=mask),
             "mse": metrics.mse(aligned, depth, mask),
-            "abs_rel": metrics.abs_rel(pred, depth, mask),
-            "delta1": metrics.delta1(pred, depth, mask),
+            "abs_rel": errors["abs_rel"],
+            "delta1": errors["delta1"],
         }
         image_weights = {name: measurable for name in EVAL_METRICS}
         image_weights["whdr"] = measurable * (metrics.counted_pairs(pairs, mask) > 0)

@@ -1,0 +1,46 @@
+"""MPI Sintel, training set, final pass (Butler et al. 2012): 1,064 frames with depth.
+
+`.dpt` depth (float32 tag 202021.25, int32 width, int32 height, float32 row-major data; the
+official sintel_io.py). The sky is ~1e11: the cap keeps 1e-3 .. 72 (scene units, metres),
+the cut used in MiDaS-era zero-shot evaluations of Sintel (19 frames have depth beyond
+it); Video Depth Anything uses 70.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from depthsense_jax.data.formats import FormatError, read_dpt, read_rgb
+from depthsense_jax.data.samples import (
+    Item,
+    Protocol,
+    Sample,
+    depth_sample,
+    relative_stem,
+    require_dir,
+)
+
+LAYOUT = """  DIR/training/final/SCENE/frame_0001.png
+  DIR/training/depth/SCENE/frame_0001.dpt"""
+PROTOCOL = Protocol(metric="depth", min_depth=1e-3, max_depth=72.0)
+
+
+def _load(root: str, image_path: str) -> Sample:
+    scene, frame = image_path.split(os.sep)[-2:]
+    depth_path = os.path.join(root, "training", "depth", scene,
+                              os.path.splitext(frame)[0] + ".dpt")
+    image = read_rgb(image_path)
+    if not os.path.isfile(depth_path):
+        raise FormatError(f"{image_path}: no depth file {depth_path}", reason="no ground truth")
+    return depth_sample(relative_stem(image_path, root), image, read_dpt(depth_path),
+                        depth_path)
+
+
+def items(data_dir: str, split_file: str | None = None) -> list[Item]:
+    del split_file
+    root = require_dir(data_dir, "sintel", LAYOUT)
+    images = sorted(glob.glob(os.path.join(root, "training", "final", "*", "*.png")))
+    if not images:
+        raise ValueError(f"sintel: no frames in {root}/training/final; expected:\n{LAYOUT}")
+    return [Item(relative_stem(p, root), lambda p=p: _load(root, p)) for p in images]
