@@ -41,7 +41,7 @@ def add(commands) -> None:
         "(--predictions) on a benchmark dataset read from your local copy in its official "
         "layout, with the MiDaS zero-shot protocol: per-image least-squares scale and shift "
         "(in disparity space by default), clamp to the dataset's depth cap, invert, then "
-        "AbsRel, delta1..3, RMSE and %% of pixels with delta > 1.25 (WHDR for DIW and ReDWeb). "
+        "AbsRel, delta1..3, RMSE and % of pixels with delta > 1.25 (WHDR for DIW and ReDWeb). "
         "docs/evaluation.md has each dataset's layout and the published numbers.")
     parser.add_argument("dataset", choices=BENCHMARKS, metavar="DATASET",
                         help=f"one of {', '.join(BENCHMARKS)}")
