@@ -38,7 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.name = "synthetic_scenes/160"  # TFDS name: "synthetic_scenes/160", "redweb"
     config.data.data_dir = ""  # TFDS data_dir ("" = ~/tensorflow_datasets)
     config.data.manual_dir = ""  # where the ReDWeb folder or archive is (redweb only)
-    config.data.keep_sky = False  # ReDWeb: keep RD=255 (sky) pixels valid, as depth 0
+    # Several datasets mixed for training, "NAME:WEIGHT,NAME:WEIGHT" (e.g. "synthetic:0.7,
+    # rgbd/mine:0.3"); "" = config.data.name alone. Evaluation reads the first one.
+    config.data.mixture = ""
+    config.data.keep_sky = False  # sky (RD=255, rays that hit nothing): ranking losses only
     config.data.shuffle_buffer = 512  # examples (encoded) in the shuffle buffer
     config.data.scale_min = 1.0  # random scale of the short side, relative to image_size
     config.data.scale_max = 1.5
@@ -56,6 +59,16 @@ def get_config() -> ml_collections.ConfigDict:
     config.optimizer.momentum = 0.9  # sgd only
     config.optimizer.clip_norm = 1.0  # global gradient norm clipping
     config.optimizer.accumulate = 1  # micro-batches per update (gradient accumulation)
+    # The encoder's learning rate as a fraction of the rest's: 0.1 fine-tunes it gently, 0
+    # freezes it (its BatchNorm statistics too).
+    config.optimizer.encoder_lr_multiplier = 1.0
+
+    # Start from a trained model: a training workdir (its checkpoint `init.checkpoint`:
+    # latest, best or a step) or an export folder; all params and BatchNorm statistics are
+    # loaded (a shape mismatch names the parameters). "" = random init (+ model.pretrained).
+    config.init = ml_collections.ConfigDict()
+    config.init["from"] = ""
+    config.init.checkpoint = "latest"
 
     config.num_epochs = 20
     config.steps_per_epoch = 0  # 0 = train examples // batch_size

@@ -163,6 +163,22 @@ def restore_params(workdir: str, checkpoint: str = "latest",
     return config.model, variables, step
 
 
+def load_variables(source: str, model_config, checkpoint: str = "latest") -> dict:
+    """All variables {"params", "batch_stats"} of a trained model, for a model of
+    `model_config` to start from: `source` is a training workdir (its `checkpoint`) or an
+    export folder / params file. A ValueError names the parameters that do not fit."""
+    path = os.path.expanduser(source)
+    if os.path.isfile(os.path.join(path, workdir_lib.CONFIG_FILE)):
+        _, variables, _ = restore_params(path, checkpoint)
+    elif os.path.exists(path):
+        _, variables = load_params(path)
+    else:
+        raise FileNotFoundError(f"init.from {source!r} does not exist (a training workdir or "
+                                "an export folder)")
+    check_variables(model_config, variables, f"init.from {source!r}")
+    return jax.tree.map(np.asarray, variables)
+
+
 def workdir_image_size(workdir: str) -> int:
     """The training image_size of a workdir's run."""
     return int(workdir_lib.load_config(workdir).image_size)

@@ -59,6 +59,18 @@ def grid(rows: Sequence[Sequence[np.ndarray]], gap: int = 2) -> np.ndarray:
     return np.concatenate(padded, axis=0)
 
 
+def label(tile: np.ndarray, text: str) -> np.ndarray:
+    """A copy of a (h, w, 3) uint8 tile with `text` written small in its top-left corner,
+    white on a dark band."""
+    out = tile.copy()
+    scale = max(0.3, min(1.0, out.shape[1] / 320))
+    (width, height), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    out[: height + base + 2, : width + 4] //= 3
+    cv2.putText(out, text, (2, height + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return out
+
+
 def write_rgb(path: str, rgb: np.ndarray) -> None:
     """Write (H, W, 3) uint8 RGB to an image file (PNG, JPEG, ... by suffix)."""
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):

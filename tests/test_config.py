@@ -158,5 +158,6 @@ def test_shipped_configs_load_from_an_uninstalled_source_tree(monkeypatch):
         raise ModuleNotFoundError(name)
 
     monkeypatch.setattr(config_module.resources, "files", missing)
-    assert config_module.shipped_names() == ["default", "redweb", "redweb_tpu", "synthetic"]
+    assert config_module.shipped_names() == ["default", "finetune", "redweb", "redweb_tpu",
+                                             "synthetic"]
     assert load_config("redweb_tpu").batch_size == 256

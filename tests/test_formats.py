@@ -49,7 +49,7 @@ def test_maps_by_extension_and_clear_errors(tmp_path):
     np.save(tmp_path / "m.npy", np.ones((1, 3, 4, 1)))
     assert formats.read_map(str(tmp_path / "m.npy")).shape == (3, 4)
     with pytest.raises(formats.FormatError, match="unknown map format"):
-        formats.read_map(str(tmp_path / "m.tif"))
+        formats.read_map(str(tmp_path / "m.bmp"))
     with pytest.raises(formats.FormatError, match="no such file") as info:
         formats.read_map(str(tmp_path / "missing.npy"))
     assert info.value.reason == "missing file"

@@ -34,13 +34,23 @@ def test_synthetic_target_marks_sky_and_broken_pixels():
     depth, validity = (np.asarray(x) for x in synthetic_builder.decode_target(stored))
     np.testing.assert_array_equal(validity, [[VALID, SKY], [INVALID, VALID]])
     np.testing.assert_array_equal(depth, [[0.5, 0.0], [0.0, 1.0]])
-    assert registry.decode_target(load_config("synthetic").data) is \
-        synthetic_builder.decode_target
+    via_registry = registry.DATASETS["synthetic"].decode_target({"depth": stored})
+    np.testing.assert_array_equal(np.asarray(via_registry[1]), validity)
 
 
-def test_benchmark_datasets_are_not_training_datasets_yet():
-    config = load_config("default", ["--config.data.name=nyu"])
-    with pytest.raises(ValueError, match="no training build.*depthsense benchmark nyu"):
+def test_unbuilt_datasets_say_how_to_build_them(tmp_path):
+    config = load_config("default", ["--config.data.name=nyu",
+                                     f"--config.data.data_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="depthsense data build nyu --manual-dir"):
+        registry.prepared_builder(config.data)
+    config = load_config("default", ["--config.data.name=eth3d"])
+    with pytest.raises(ValueError, match="no training build.*depthsense benchmark eth3d"):
+        registry.prepared_builder(config.data)
+    config = load_config("default", ["--config.data.name=rgbd/mine",
+                                     f"--config.data.data_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="data build folder --name mine"):
         registry.prepared_builder(config.data)
     with pytest.raises(ValueError, match="no benchmark dataset"):
         registry.benchmark("synthetic", None)
+    with pytest.raises(ValueError, match="dataset name"):
+        registry.lookup("rgbd/../etc")

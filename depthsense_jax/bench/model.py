@@ -80,7 +80,9 @@ def bench_model(
     global_batch = sharding.global_batch(data, mesh)
     key = jax.random.PRNGKey(1)
     variables = {"params": train_state.params, "batch_stats": train_state.batch_stats}
-    train_step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh)
+    train_step = steps.make_train_step(
+        model, config.loss.weights, config.loss.options, mesh,
+        freeze_encoder=state_lib.encoder_frozen(config.optimizer))
 
     log(f"[bench] {config_name}: compiling forward and training step at {batch}x{size}x{size}")
     forward, forward_compile_s = timing.compile_timed(

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from depthsense_jax.bench import timing
-from depthsense_jax.data import pipeline, registry
+from depthsense_jax.data import pipeline
 from depthsense_jax.train import loop, sharding, steps
 from depthsense_jax.train import state as state_lib
 
@@ -64,11 +64,12 @@ def bench_train(
     mesh = sharding.make_data_mesh()
     steps.validate(config, mesh.size)
     # The optimizer of the run `depthsense train` would make: the same compiled step.
-    builder = registry.prepared_builder(config.data)
     model, state = state_lib.build_state(
-        config, total_steps=config.num_epochs * loop.steps_per_epoch_of(config, builder))
+        config, total_steps=config.num_epochs * loop.steps_per_epoch_of(config))
     state = jax.device_put(state, sharding.replicated(mesh))
-    train_step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh)
+    train_step = steps.make_train_step(
+        model, config.loss.weights, config.loss.options, mesh,
+        freeze_encoder=state_lib.encoder_frozen(config.optimizer))
     data = iter(pipeline.make_dataset(config, "train", process_index=jax.process_index(),
                                       process_count=jax.process_count()))
     key = jax.random.PRNGKey(config.seed)

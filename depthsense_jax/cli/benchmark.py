@@ -43,8 +43,9 @@ def add(commands) -> None:
         "(in disparity space by default), clamp to the dataset's depth cap, invert, then "
         "AbsRel, delta1..3, RMSE and % of pixels with delta > 1.25 (WHDR for DIW and ReDWeb). "
         "docs/evaluation.md has each dataset's layout and the published numbers.")
-    parser.add_argument("dataset", choices=BENCHMARKS, metavar="DATASET",
-                        help=f"one of {', '.join(BENCHMARKS)}")
+    parser.add_argument("dataset", metavar="DATASET",
+                        help=f"one of {', '.join(BENCHMARKS)}, or rgbd/NAME (the validation "
+                        "split of your own data, built with `data build folder`)")
     parser.add_argument("--data-dir", required=True,
                         help="the folder you unpacked the dataset into (redweb: the TFDS "
                         "data_dir of `depthsense data build redweb`)")

@@ -31,8 +31,8 @@ def config_parent(default: str | None) -> argparse.ArgumentParser:
     shown = f" (default: {default})" if default else ""
     group.add_argument("--config", default=default,
                        help="config file, or the name of one shipped in configs/ (default, "
-                       "synthetic, redweb, redweb_tpu)" + shown + "; override any field as "
-                       "--config.KEY=VALUE")
+                       "finetune, synthetic, redweb, redweb_tpu)" + shown
+                       + "; override any field as --config.KEY=VALUE")
     parser.set_defaults(overrides=[])
     return parser
 

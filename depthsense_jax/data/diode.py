@@ -33,11 +33,20 @@ def _load(root: str, image_path: str) -> Sample:
                         stem, mask=read_npy(stem + "_depth_mask.npy"))
 
 
-def items(data_dir: str, split_file: str | None = None) -> list[Item]:
-    """Every image of val/indoors and val/outdoor (or of indoors/ and outdoor/ in DIR)."""
+def train_items(data_dir: str, split_file: str | None = None) -> list[Item]:
+    """Every image of DIODE's train/ folder (for `depthsense data build diode`)."""
+    root = require_dir(data_dir, "diode", LAYOUT)
+    if not os.path.isdir(os.path.join(root, "train")):
+        raise ValueError(f"diode: building for training needs {root}/train (train.tar.gz)")
+    return items(data_dir, split_file, part="train")
+
+
+def items(data_dir: str, split_file: str | None = None, part: str = "val") -> list[Item]:
+    """Every image of val/indoors and val/outdoor (or of indoors/ and outdoor/ in DIR);
+    part="train": of train/."""
     del split_file
     root = require_dir(data_dir, "diode", LAYOUT)
-    base = os.path.join(root, "val") if os.path.isdir(os.path.join(root, "val")) else root
+    base = os.path.join(root, part) if os.path.isdir(os.path.join(root, part)) else root
     images = sorted(p for scene in ("indoors", "outdoor")
                     for p in glob.glob(os.path.join(base, scene, "*", "*", "*.png")))
     if not images:

@@ -137,9 +137,61 @@ def read_npy(path: str) -> np.ndarray:
     return array
 
 
+def _optional(module: str, what: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise FormatError(f"reading {what} needs the package {module!r}: pip install "
+                          "'depthsense-jax[formats]'", reason="unreadable") from None
+
+
+def read_tiff(path: str) -> np.ndarray:
+    """A single-channel TIFF (float or integer) as stored, (H, W) (tifffile)."""
+    tifffile = _optional("tifffile", ".tif / .tiff files")
+    if not os.path.exists(path):
+        raise FormatError(f"{path}: no such file", reason="missing file")
+    try:
+        array = tifffile.imread(path)
+    except Exception as err:  # tifffile raises many kinds for broken files
+        raise FormatError(f"{path}: not a readable TIFF ({err})") from None
+    array = np.squeeze(array)
+    if array.ndim != 2:
+        raise FormatError(f"{path}: expected a single-channel TIFF, got shape {array.shape}")
+    return array
+
+
+EXR_CHANNELS = ("Z", "Y", "R", "depth", "D")  # depth channels, in the order they are looked for
+
+
+def read_exr(path: str) -> np.ndarray:
+    """The depth channel of an OpenEXR file as (H, W) float32: Z, else Y, R, depth or D,
+    else its only channel (OpenEXR's Python bindings)."""
+    openexr = _optional("OpenEXR", ".exr files")
+    if not os.path.exists(path):
+        raise FormatError(f"{path}: no such file", reason="missing file")
+    try:
+        with openexr.File(path) as f:
+            channels = {name: channel.pixels for name, channel in f.channels().items()}
+    except Exception as err:  # the bindings raise their own errors for broken files
+        raise FormatError(f"{path}: not a readable OpenEXR file ({err})") from None
+    for name in EXR_CHANNELS:
+        if name in channels:
+            array = channels[name]
+            break
+    else:
+        if len(channels) != 1:
+            raise FormatError(f"{path}: no depth channel among {sorted(channels)} (looked for "
+                              f"{', '.join(EXR_CHANNELS)})")
+        array = next(iter(channels.values()))
+    array = np.asarray(array)
+    if array.ndim == 3:  # an interleaved RGB(A) channel: its first component
+        array = array[..., 0]
+    return array.astype(np.float32)
+
+
 def read_map(path: str) -> np.ndarray:
-    """A per-pixel map by its extension, as float32 (H, W): .npy, .pfm, .dpt, or a
-    single-channel 8/16-bit PNG (its stored integers)."""
+    """A per-pixel map by its extension, as float32 (H, W), values as stored: .npy, .pfm,
+    .dpt, a single-channel 8/16-bit PNG (its integers), TIFF or OpenEXR."""
     ext = os.path.splitext(path)[1].lower()
     if ext == ".npy":
         array = read_npy(path)
@@ -149,10 +201,14 @@ def read_map(path: str) -> np.ndarray:
         array = read_dpt(path)
     elif ext == ".png":
         array = read_png_gray(path)
+    elif ext in (".tif", ".tiff"):
+        array = read_tiff(path)
+    elif ext == ".exr":
+        array = read_exr(path)
     else:
-        raise FormatError(f"{path}: unknown map format {ext!r}; expected .npy, .pfm, .dpt or "
-                          ".png")
+        raise FormatError(f"{path}: unknown map format {ext!r}; expected one of "
+                          f"{', '.join(MAP_SUFFIXES)}")
     return np.asarray(array, np.float32)
 
 
-MAP_SUFFIXES = (".npy", ".pfm", ".png", ".dpt")
+MAP_SUFFIXES = (".npy", ".pfm", ".png", ".dpt", ".tif", ".tiff", ".exr")

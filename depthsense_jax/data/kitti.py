@@ -93,6 +93,15 @@ def _load(root: str, image_path: str, listed_gt: str | None) -> Sample:
     return Sample(name=name, image=image, kind="depth", target=depth, mask=raw > 0)
 
 
+def train_items(data_dir: str, split_file: str | None = None) -> list[Item]:
+    """The images of a training split list (`--split-file`, e.g. Monodepth2's
+    splits/eigen_zhou/train_files.txt), for `depthsense data build kitti`."""
+    if split_file is None:
+        raise ValueError("kitti: building for training needs the train list as --split-file "
+                         "(e.g. Monodepth2's splits/eigen_zhou/train_files.txt)")
+    return items(data_dir, split_file)
+
+
 def items(data_dir: str, split_file: str | None = None) -> list[Item]:
     """The images of the split list, named by their raw-data path without extension; those
     without annotated depth fail to load ("no ground truth") and are counted as skipped."""

@@ -84,3 +84,8 @@ def items(data_dir: str, split_file: str | None = None) -> list[Item]:
     if not found:
         raise ValueError(f"middlebury: no scene in {root}; expected:\n{LAYOUT}")
     return found
+
+
+def train_items(data_dir: str, split_file: str | None = None) -> list[Item]:
+    """Every scene (for `depthsense data build middlebury`)."""
+    return items(data_dir, split_file)

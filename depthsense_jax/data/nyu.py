@@ -24,17 +24,18 @@ PROTOCOL = Protocol(metric="depth", min_depth=1e-3, max_depth=10.0, crop="eigen_
                     crops=("eigen_nyu",))
 
 
-def test_indices(path: str) -> list[int]:
-    """The official test split: 1-based indices into the labeled file, in order."""
+def split_indices(path: str, key: str = "testNdxs") -> list[int]:
+    """An official split (testNdxs: 654 images, trainNdxs: 795): 1-based indices into the
+    labeled file, in order."""
     import scipy.io
 
     try:
         splits = scipy.io.loadmat(path)
     except (OSError, ValueError, NotImplementedError) as err:
         raise FormatError(f"{path}: not a readable MATLAB splits file ({err})") from None
-    if "testNdxs" not in splits:
-        raise FormatError(f"{path}: no testNdxs in it (keys: {sorted(splits)})")
-    return [int(i) for i in np.asarray(splits["testNdxs"]).ravel()]
+    if key not in splits:
+        raise FormatError(f"{path}: no {key} in it (keys: {sorted(splits)})")
+    return [int(i) for i in np.asarray(splits[key]).ravel()]
 
 
 class _Labeled:
@@ -71,8 +72,9 @@ class _Labeled:
                       mask=np.isfinite(depth) & (depth > 0))
 
 
-def items(data_dir: str, split_file: str | None = None) -> list[Item]:
-    """The official test images, named by their 1-based index ("0001" ... "1449")."""
+def items(data_dir: str, split_file: str | None = None, key: str = "testNdxs") -> list[Item]:
+    """The official test images (or, with key="trainNdxs", the train images), named by their
+    1-based index ("0001" ... "1449")."""
     root = require_dir(data_dir, "nyu", LAYOUT)
     labeled_path = os.path.join(root, LABELED)
     splits_path = split_file or os.path.join(root, SPLITS)
@@ -80,4 +82,10 @@ def items(data_dir: str, split_file: str | None = None) -> list[Item]:
         if not os.path.isfile(path):
             raise ValueError(f"nyu: {path} does not exist; expected:\n{LAYOUT}")
     labeled = _Labeled(labeled_path)
-    return [Item(f"{i:04d}", lambda i=i: labeled.sample(i)) for i in test_indices(splits_path)]
+    return [Item(f"{i:04d}", lambda i=i: labeled.sample(i))
+            for i in split_indices(splits_path, key)]
+
+
+def train_items(data_dir: str, split_file: str | None = None) -> list[Item]:
+    """The 795 official train images (for `depthsense data build nyu`)."""
+    return items(data_dir, split_file, key="trainNdxs")

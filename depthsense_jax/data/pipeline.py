@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 
 import ml_collections
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from depthsense_jax._tf import keep_tf_off_accelerators
 from depthsense_jax.data import registry
 from depthsense_jax.data.target import INVALID, VALID
-
-_IMAGE_FEATURES = ("image", "depth")
 
 
 def _resize_all(image, depth, validity, height, width):
@@ -86,6 +85,126 @@ def evaluation_resize(image, depth, validity, size: int):
                  size)
 
 
+MIXTURE_BLOCK = 1024  # mixture choices are drawn in blocks of this many examples
+
+
+def mixture(data_config: ml_collections.ConfigDict) -> list[tuple[str, float]]:
+    """[(dataset name, weight)] of `data_config.mixture` ("synthetic:0.7,rgbd/mine:0.3",
+    weights normalised to 1), or [(data_config.name, 1.0)] when it is empty."""
+    text = data_config.get("mixture", "")
+    if not text:
+        return [(data_config.name, 1.0)]
+    parts = []
+    for entry in text.split(","):
+        name, sep, weight = entry.strip().rpartition(":")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not sep or not name or not value > 0:
+            raise ValueError(f"config.data.mixture entry {entry.strip()!r}: expected "
+                             "NAME:WEIGHT with a positive weight")
+        registry.lookup(name)
+        parts.append((name, value))
+    total = sum(w for _, w in parts)
+    return [(name, w / total) for name, w in parts]
+
+
+def _component_config(data_config: ml_collections.ConfigDict, name: str):
+    component = data_config.copy_and_resolve_references()
+    component.name = name
+    return component
+
+
+def train_examples(config: ml_collections.ConfigDict) -> int:
+    """Training examples of the config's dataset (all of a mixture's datasets together)."""
+    return sum(registry.prepared_builder(_component_config(config.data, name))
+               .info.splits["train"].num_examples for name, _ in mixture(config.data))
+
+
+def _choice_block(seed: int, block: int, weights: np.ndarray) -> np.ndarray:
+    """The datasets of examples block * MIXTURE_BLOCK ... + MIXTURE_BLOCK - 1 of a mixture:
+    a pure function of (seed, block), so any position of the stream can be recomputed."""
+    uniform = np.random.default_rng([seed, 7919, block]).random(MIXTURE_BLOCK)
+    return np.searchsorted(np.cumsum(weights)[:-1], uniform, side="right").astype(np.int64)
+
+
+def mixture_counts(weights: list[float], seed: int, start: int) -> np.ndarray:
+    """How many of the first `start` examples of a mixture each dataset gave: (K,) int64
+    (where each dataset's own stream resumes)."""
+    weights = np.asarray(weights, np.float64)
+    counts = np.zeros(len(weights), np.int64)
+    full, rest = divmod(start, MIXTURE_BLOCK)
+    for block in range(full):
+        counts += np.bincount(_choice_block(seed, block, weights), minlength=len(weights))
+    if rest:
+        counts += np.bincount(_choice_block(seed, full, weights)[:rest],
+                              minlength=len(weights))
+    return counts
+
+
+def _choices(weights: list[float], seed: int, start: int) -> tf.data.Dataset:
+    """The mixture's dataset index of every example from position `start` on."""
+    weights = np.asarray(weights, np.float64)
+    first, skip = divmod(start, MIXTURE_BLOCK)
+
+    def block(b):
+        return _choice_block(seed, int(b), weights)
+
+    blocks = tf.data.Dataset.range(first, np.iinfo(np.int64).max).map(
+        lambda b: tf.ensure_shape(tf.numpy_function(block, [b], tf.int64), [MIXTURE_BLOCK]))
+    return blocks.unbatch().skip(skip)
+
+
+def _examples(config: ml_collections.ConfigDict, name: str, split: str, *, host_split_args,
+              training: bool, start_example: int, seed_offset: int) -> tf.data.Dataset:
+    """One dataset's unbatched, decoded, augmented (or resized) examples, tagged with
+    "source": `name`."""
+    data_config = _component_config(config.data, name)
+    prepared = registry.prepared(data_config)
+    builder = prepared.builder
+    if split not in builder.info.splits:
+        raise ValueError(f"{name} has no split {split!r}; it has {sorted(builder.info.splits)}")
+    host_split = tfds.split_for_jax_process(split, drop_remainder=True, **host_split_args)
+    features = builder.info.features
+    # Images stay encoded through the shuffle (cheap to skip when resuming); decoded in map.
+    decoders = {k: tfds.decode.SkipDecoding() for k, f in features.items()
+                if isinstance(f, tfds.features.Image)}
+    seed = config.seed + seed_offset
+    ds = builder.as_dataset(
+        split=host_split, shuffle_files=training, decoders=decoders,
+        # No autocache: every make_dataset builds a new pipeline, so a cache is never reused,
+        # and a partly read one (the end-of-training picture) only warns.
+        read_config=tfds.ReadConfig(shuffle_seed=seed, interleave_cycle_length=1,
+                                    try_autocache=False),
+    )
+    size, keep_sky = config.image_size, config.data.keep_sky
+
+    def decode(example):
+        example = dict(example)
+        for key in decoders:
+            example[key] = features[key].decode_example(example[key])
+        depth, validity = prepared.decode_target(example)
+        return tf.image.convert_image_dtype(example["image"], tf.float32), depth, validity
+
+    def train_map(index, example):
+        image, depth, validity = decode(example)
+        key = tf.stack([tf.cast(seed, tf.int64), index])
+        image, depth, validity = augment(image, depth, validity, key, size, config.data)
+        return _pack(image, depth, validity, example["file_name"], size, keep_sky, name)
+
+    def eval_map(example):
+        image, depth, validity = evaluation_resize(*decode(example), size)
+        return _pack(image, depth, validity, example["file_name"], size, keep_sky, name)
+
+    if training:
+        ds = ds.repeat().shuffle(config.data.shuffle_buffer, seed=seed,
+                                 reshuffle_each_iteration=True)
+        ds = ds.enumerate().skip(start_example)
+        return ds.map(train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
 def make_tf_dataset(
     config: ml_collections.ConfigDict,
     split: str,
@@ -100,70 +219,35 @@ def make_tf_dataset(
     process_index = 0 if process_index is None else process_index
     process_count = 1 if process_count is None else process_count
     training = split == "train" if training is None else training
-    size = config.image_size
-    if size % 32:
-        raise ValueError(f"config.image_size must be a multiple of 32, got {size}")
+    if config.image_size % 32:
+        raise ValueError(f"config.image_size must be a multiple of 32, got {config.image_size}")
     if config.batch_size % process_count:
         raise ValueError(
             f"config.batch_size={config.batch_size} is not divisible by {process_count} hosts"
         )
     host_batch = config.batch_size // process_count
-    builder = registry.prepared_builder(config.data)
-    if split not in builder.info.splits:
-        raise ValueError(f"{config.data.name} has no split {split!r}; it has "
-                         f"{sorted(builder.info.splits)}")
-    host_split = tfds.split_for_jax_process(
-        split, process_index=process_index, process_count=process_count, drop_remainder=True
-    )
-    decoders = {k: tfds.decode.SkipDecoding() for k in _IMAGE_FEATURES
-                if isinstance(builder.info.features[k], tfds.features.Image)}
-    ds = builder.as_dataset(
-        split=host_split, shuffle_files=training, decoders=decoders,
-        # No autocache: every make_dataset builds a new pipeline, so a cache is never reused,
-        # and a partly read one (the end-of-training picture) only warns.
-        read_config=tfds.ReadConfig(shuffle_seed=config.seed, interleave_cycle_length=1,
-                                    try_autocache=False),
-    )
-    features = builder.info.features
-    decode_target = registry.decode_target(config.data)
-    keep_sky = config.data.keep_sky
-
-    def decode(example):
-        image = example["image"]
-        depth = example["depth"]
-        if "image" in decoders:
-            image = features["image"].decode_example(image)
-        if "depth" in decoders:
-            depth = features["depth"].decode_example(depth)
-        depth, validity = decode_target(depth)
-        return tf.image.convert_image_dtype(image, tf.float32), depth, validity
-
-    def train_map(index, example):
-        image, depth, validity = decode(example)
-        seed = tf.stack([tf.cast(config.seed, tf.int64), index])
-        image, depth, validity = augment(image, depth, validity, seed, size, config.data)
-        return _pack(image, depth, validity, example["file_name"], size, keep_sky)
-
-    def eval_map(example):
-        image, depth, validity = evaluation_resize(*decode(example), size)
-        return _pack(image, depth, validity, example["file_name"], size, keep_sky)
-
+    host_split_args = {"process_index": process_index, "process_count": process_count}
+    parts = mixture(config.data)
+    start = start_step * host_batch
+    if training and len(parts) > 1:
+        weights = [w for _, w in parts]
+        counts = mixture_counts(weights, config.seed, start)
+        datasets = [_examples(config, name, split, host_split_args=host_split_args,
+                              training=True, start_example=int(count), seed_offset=index)
+                    for index, ((name, _), count) in enumerate(zip(parts, counts, strict=True))]
+        ds = tf.data.Dataset.choose_from_datasets(datasets, _choices(weights, config.seed, start))
+    else:
+        # Evaluation reads the first dataset of a mixture.
+        ds = _examples(config, parts[0][0], split, host_split_args=host_split_args,
+                       training=training, start_example=start, seed_offset=0)
+    ds = ds.batch(host_batch, drop_remainder=training)
     options = tf.data.Options()
     options.deterministic = True
     options.threading.private_threadpool_size = max(2, os.cpu_count() or 2)
-    if training:
-        ds = ds.repeat().shuffle(config.data.shuffle_buffer, seed=config.seed,
-                                 reshuffle_each_iteration=True)
-        ds = ds.enumerate().skip(start_step * host_batch)
-        ds = ds.map(train_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.batch(host_batch, drop_remainder=True)
-    else:
-        ds = ds.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.batch(host_batch, drop_remainder=False)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def _pack(image, depth, validity, file_name, size, keep_sky):
+def _pack(image, depth, validity, file_name, size, keep_sky, source):
     mask = tf.equal(validity, VALID)
     out = {
         "image": tf.ensure_shape(image, [size, size, 3]),
@@ -171,6 +255,7 @@ def _pack(image, depth, validity, file_name, size, keep_sky):
         "depth": tf.ensure_shape(tf.where(mask, depth, 0.0), [size, size]),
         "mask": tf.ensure_shape(mask, [size, size]),
         "file_name": file_name,
+        "source": tf.constant(source),
     }
     if keep_sky:
         out["ordinal_mask"] = tf.ensure_shape(tf.not_equal(validity, INVALID), [size, size])
@@ -190,12 +275,17 @@ def make_dataset(
 
     image (B, S, S, 3) float32 in [0, 1]; depth (B, S, S) float32 relative inverse depth
     (larger = nearer, 0 where invalid); mask (B, S, S) bool, True where the ground truth is
-    valid (sky excluded); file_name (B,) bytes; with config.data.keep_sky also
+    valid (sky excluded); file_name (B,) bytes; source (B,) bytes, the dataset each example
+    came from (config.data.mixture mixes several); with config.data.keep_sky also
     ordinal_mask (B, S, S) bool: mask plus the sky (depth 0), for the ranking losses only. B is
     config.batch_size / process_count and S config.image_size. Training (split "train" by
     default) repeats forever with shuffling and augmentation, full batches only; evaluation
     reads the split once in order (the last batch may be smaller). process_index/count pick
-    this host's disjoint share of the split (default: one host). start_step: skip that many
+    this host's disjoint share of the split (default: one host). config.data.mixture
+    ("NAME:WEIGHT,...") mixes several datasets for training: each example's dataset is drawn
+    by weight from a stream that is a pure function of the seed, and each dataset keeps its
+    own position, so resuming stays exact; evaluation reads the first dataset. start_step:
+    skip that many
     training batches exactly (resuming a run).
     """
     return tfds.as_numpy(make_tf_dataset(

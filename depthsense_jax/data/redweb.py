@@ -6,7 +6,6 @@ stores the raw RD maps untouched; `rd_to_depth` converts them to our orientation
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections import Counter
@@ -16,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from depthsense_jax.data.samples import Item, Protocol, Sample
+from depthsense_jax.data.samples import Item, Protocol, Sample, hash_split
 from depthsense_jax.data.target import SKY, VALID
 
 log = logging.getLogger(__name__)
@@ -50,10 +49,8 @@ def decode_target(stored: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def split_of(stem: str) -> str:
-    """'validation' for about VALIDATION_PERCENT% of file stems, by an MD5 hash of the stem
-    (stable across machines and Python versions), else 'train'."""
-    bucket = int(hashlib.md5(stem.encode("utf-8")).hexdigest(), 16) % 100
-    return "validation" if bucket < VALIDATION_PERCENT else "train"
+    """'validation' for about VALIDATION_PERCENT% of file stems (`samples.hash_split`)."""
+    return hash_split(stem, VALIDATION_PERCENT)
 
 
 class BadExample(ValueError):

@@ -5,6 +5,7 @@ and the dataset's evaluation defaults (`Protocol`)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from collections.abc import Callable
 
@@ -88,6 +89,13 @@ def depth_sample(name: str, image: np.ndarray, depth: np.ndarray, source: str,
         valid &= np.asarray(mask) > 0
     return Sample(name=name, image=image, kind="depth", target=np.where(valid, depth, 0.0),
                   mask=valid)
+
+
+def hash_split(key: str, validation_percent: int = 5) -> str:
+    """'validation' for about `validation_percent`% of keys, by an MD5 hash of the key
+    (stable across machines and Python versions), else 'train'."""
+    bucket = int(hashlib.md5(key.encode("utf-8")).hexdigest(), 16) % 100
+    return "validation" if bucket < validation_percent else "train"
 
 
 def require_dir(path: str, dataset: str, layout: str) -> str:

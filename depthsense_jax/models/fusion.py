@@ -137,7 +137,10 @@ class DepthNet(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
+    def __call__(self, images: jax.Array, train: bool = False,
+                 encoder_train: bool | None = None) -> jax.Array:
+        """encoder_train: the encoder's BatchNorm mode when it differs from `train` (False
+        keeps a frozen encoder's statistics while the decoder trains)."""
         if images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(f"`images` must have shape (B, H, W, 3), got {images.shape}")
         h, w = images.shape[1:3]
@@ -150,7 +153,8 @@ class DepthNet(nn.Module):
         mean = jnp.asarray([0.485, 0.456, 0.406], jnp.float32)
         std = jnp.asarray([0.229, 0.224, 0.225], jnp.float32)
         x = (jnp.asarray(images, jnp.float32) - mean) / std
-        feats = ResNet(self.encoder_depth, self.width, self.dtype, name="encoder")(x, train)
+        feats = ResNet(self.encoder_depth, self.width, self.dtype, name="encoder")(
+            x, train if encoder_train is None else encoder_train)
         out = FusionDecoder(
             self.fusion_channels, 2 * self.fusion_channels, self.dtype, name="decoder"
         )(feats, train)

@@ -19,7 +19,7 @@ import ml_collections
 
 from depthsense_jax import viz
 from depthsense_jax import workdir as workdir_lib
-from depthsense_jax.data import pipeline, registry
+from depthsense_jax.data import pipeline
 from depthsense_jax.errors import RunError
 from depthsense_jax.train import checkpoints, evaluate, sharding, steps, writers
 from depthsense_jax.train import state as state_lib
@@ -29,9 +29,10 @@ class NonFiniteLoss(RunError):
     """The loss became NaN or Inf; the last good checkpoint is kept."""
 
 
-def steps_per_epoch_of(config: ml_collections.ConfigDict, builder) -> int:
-    train_examples = builder.info.splits["train"].num_examples
-    return config.steps_per_epoch or max(1, train_examples // config.batch_size)
+def steps_per_epoch_of(config: ml_collections.ConfigDict) -> int:
+    """config.steps_per_epoch, or one pass over the training examples (of all the datasets
+    of a mixture)."""
+    return config.steps_per_epoch or max(1, pipeline.train_examples(config) // config.batch_size)
 
 
 def train_and_evaluate(
@@ -56,7 +57,7 @@ def train_and_evaluate(
     if chief:
         workdir_lib.write_config(workdir, config)
 
-    steps_per_epoch = steps_per_epoch_of(config, registry.prepared_builder(config.data))
+    steps_per_epoch = steps_per_epoch_of(config)
     total_steps = config.num_epochs * steps_per_epoch
     model, train_state = state_lib.build_state(config, total_steps)
     manager, best = checkpoints.managers(workdir, config.checkpoint.keep)
@@ -65,7 +66,9 @@ def train_and_evaluate(
         log(f"resumed from the checkpoint of step {start_step} in {workdir}")
     train_state = jax.device_put(train_state, sharding.replicated(mesh))
 
-    train_step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh)
+    train_step = steps.make_train_step(
+        model, config.loss.weights, config.loss.options, mesh,
+        freeze_encoder=state_lib.encoder_frozen(config.optimizer))
     eval_step = steps.make_eval_step(model, config.loss.weights, config.loss.options, mesh,
                                      num_pairs=config.eval.num_pairs)
     data = iter(pipeline.make_dataset(config, "train", process_index=jax.process_index(),
@@ -79,6 +82,15 @@ def train_and_evaluate(
     log(f"training {total_steps} steps ({config.num_epochs} epochs of {steps_per_epoch}), "
         f"global batch {config.batch_size} on {mesh.size} device(s) of {jax.process_count()} "
         f"process(es); workdir {workdir}")
+
+    source = config.get("init", {}).get("from", "")
+    if source and start_step == 0:
+        # Where fine-tuning starts: the trained model's score on this data.
+        before = evaluate.evaluate(config, eval_step, train_state, mesh, "validation")
+        bar.write(f"before training, the model of init.from {source}: validation WHDR "
+                  f"{100 * before['whdr']:.2f}%, AbsRel {before['abs_rel']:.4f}")
+        metrics_log.write({"step": 0, "split": "validation", **before})
+        board.scalars(0, before, "validation")
 
     stop = {"requested": False}
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))

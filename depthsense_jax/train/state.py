@@ -10,6 +10,7 @@ import ml_collections
 import optax
 from flax.training import train_state
 
+from depthsense_jax import params_io
 from depthsense_jax.models import create_variables
 
 
@@ -47,18 +48,38 @@ def make_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.Sch
     )
 
 
+def _base_optimizer(opt: ml_collections.ConfigDict, schedule) -> optax.GradientTransformation:
+    if opt.name == "adamw":
+        return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
+    if opt.name == "sgd":
+        return optax.sgd(schedule, momentum=opt.momentum, nesterov=True)
+    raise ValueError(f"config.optimizer.name must be 'adamw' or 'sgd', got {opt.name!r}")
+
+
+def encoder_frozen(opt: ml_collections.ConfigDict) -> bool:
+    return opt.get("encoder_lr_multiplier", 1.0) == 0
+
+
 def make_optimizer(
     opt: ml_collections.ConfigDict, total_steps: int
 ) -> optax.GradientTransformation:
     """AdamW (or SGD with Nesterov momentum) on `make_schedule`, global-norm clipping and
-    optional gradient accumulation (`opt.accumulate` > 1 micro-batches per update)."""
+    optional gradient accumulation (`opt.accumulate` > 1 micro-batches per update).
+
+    `opt.encoder_lr_multiplier` scales the encoder's learning rate (optax.multi_transform
+    over the params' top level, "encoder" against the rest); 0 freezes it (no update, no
+    weight decay)."""
     schedule = make_schedule(opt, total_steps)
-    if opt.name == "adamw":
-        base = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay)
-    elif opt.name == "sgd":
-        base = optax.sgd(schedule, momentum=opt.momentum, nesterov=True)
-    else:
-        raise ValueError(f"config.optimizer.name must be 'adamw' or 'sgd', got {opt.name!r}")
+    multiplier = opt.get("encoder_lr_multiplier", 1.0)
+    if not 0 <= multiplier:
+        raise ValueError(f"config.optimizer.encoder_lr_multiplier must be >= 0, got {multiplier}")
+    base = _base_optimizer(opt, schedule)
+    if multiplier != 1:
+        encoder = (optax.set_to_zero() if multiplier == 0 else
+                   _base_optimizer(opt, lambda count: multiplier * schedule(count)))
+        base = optax.multi_transform(
+            {"encoder": encoder, "rest": base},
+            lambda params: {k: "encoder" if k == "encoder" else "rest" for k in params})
     tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), base)
     if opt.accumulate > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=opt.accumulate)
@@ -74,8 +95,13 @@ def create_train_state(model, variables: dict, tx: optax.GradientTransformation)
 
 def build_state(config: ml_collections.ConfigDict, total_steps: int):
     """(model, freshly initialised TrainState on the host) for `config`: variables from
-    `config.seed` (with `model.pretrained` in the encoder) and the optimizer for a run of
-    `total_steps` steps."""
+    `config.seed` (with `model.pretrained` in the encoder), or all of them from
+    `config.init.from` (a trained model), and the optimizer for a run of `total_steps`
+    steps."""
     model, variables = create_variables(config.model, jax.random.PRNGKey(config.seed))
+    init = config.get("init")
+    if init is not None and init.get("from"):
+        variables = params_io.load_variables(init["from"], config.model,
+                                             init.get("checkpoint", "latest"))
     tx = make_optimizer(config.optimizer, total_steps)
     return model, create_train_state(model, variables, tx)

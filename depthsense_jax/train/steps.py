@@ -43,6 +43,7 @@ def make_train_step(
     options: Mapping | None,
     mesh,
     debug_sharding: Callable | None = None,
+    freeze_encoder: bool = False,
 ):
     """jit(step)(state, batch, key) -> (state, metrics).
 
@@ -51,7 +52,8 @@ def make_train_step(
     it and the step number, so a run is reproducible from its seed and resumable. The state
     is donated. metrics: scalar float32 {"loss", each loss part, "grad_norm"}.
     debug_sharding: if given, called (via jax.debug.inspect_array_sharding) with the sharding
-    of the image batch inside the step.
+    of the image batch inside the step. freeze_encoder: run the encoder's BatchNorm in eval
+    mode (its statistics stay; the optimizer leaves its weights, see make_optimizer).
     """
     weights = dict(weights)
     options = dict(options or {})
@@ -64,7 +66,7 @@ def make_train_step(
         def loss_fn(params):
             pred, updates = model.apply(
                 {"params": params, "batch_stats": state.batch_stats}, batch["image"],
-                train=True, mutable=["batch_stats"],
+                train=True, encoder_train=not freeze_encoder, mutable=["batch_stats"],
             )
             total, parts = losses.combined_loss(step_key, pred, batch, weights, options)
             return total, (parts, updates["batch_stats"])
