@@ -220,6 +220,15 @@ def test_a_folder_trains_shows_and_benchmarks(scenes_folder, tiny_overrides, tmp
     summary = json.loads((tmp_path / "b.json").read_text())["summary"]
     assert summary["images"] == builder.info.splits["validation"].num_examples > 0
     assert summary["abs_rel"] == pytest.approx(0.0, abs=1e-4)  # the truth itself
+    assert summary["whdr"] == 0.0
+    # The truth as disparity read as depth (nearer = smaller) orders every pair backwards:
+    # its fitted scale clamps to 0 and every unequal pair counts as wrong.
+    assert cli.main(["benchmark", "rgbd/scenes", "--data-dir", str(data_dir), "--predictions",
+                     str(preds), "--prediction-kind", "depth", "--align", "depth",
+                     "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]["whdr"] > 0.95
+    assert cli.main(["benchmark", "nyu", "--predictions", str(preds)]) == cli.EXIT_ERROR
+    assert "benchmark nyu needs --data-dir" in capsys.readouterr().err
 
 
 def test_benchmark_train_splits_build_into_rgbd(tmp_path, rng):

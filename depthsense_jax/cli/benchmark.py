@@ -11,6 +11,9 @@ def _benchmark(args: argparse.Namespace) -> int:
     from depthsense_jax import inference
     from depthsense_jax.evaluation import benchmark
 
+    if not args.data_dir and not args.dataset.startswith("rgbd/"):
+        raise ValueError(f"benchmark {args.dataset} needs --data-dir: the folder you unpacked "
+                         "it into")
     model = None
     if args.workdir or args.params:
         model = inference.load_model(args.workdir, args.params, args.checkpoint, log=print)
@@ -46,9 +49,10 @@ def add(commands) -> None:
     parser.add_argument("dataset", metavar="DATASET",
                         help=f"one of {', '.join(BENCHMARKS)}, or rgbd/NAME (the validation "
                         "split of your own data, built with `data build folder`)")
-    parser.add_argument("--data-dir", required=True,
-                        help="the folder you unpacked the dataset into (redweb: the TFDS "
-                        "data_dir of `depthsense data build redweb`)")
+    parser.add_argument("--data-dir",
+                        help="the folder you unpacked the dataset into (redweb, rgbd/NAME: "
+                        "the TFDS data_dir it was built in; for rgbd/NAME the default is "
+                        "~/tensorflow_datasets)")
     parser.add_argument("--predictions", metavar="DIR",
                         help="score saved predictions instead of a model: files matched to the "
                         "images by relative path and stem (.npy, .pfm, 8/16-bit .png)")

@@ -44,7 +44,7 @@ class Report:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return metrics.DEPTH_ERRORS if self.metric == "depth" else ("whdr",)
+        return (*metrics.DEPTH_ERRORS, "whdr") if self.metric == "depth" else ("whdr",)
 
     def summary(self) -> dict:
         """Means over the scored images, their count, and the skipped count per reason."""
@@ -76,7 +76,17 @@ def _depth_truth(sample: Sample) -> np.ndarray:
     return np.where(sample.mask, 1.0 / safe, 0.0).astype(np.float32)
 
 
-def _score_depth(sample, pred, proto: Protocol, crop, options) -> dict:
+def _pair_whdr(pred, target, mask, index: int, prediction_kind: str) -> float:
+    """WHDR of `pred` against `target` (larger = nearer) on WHDR_PAIRS random pairs of
+    `mask`, the pairs fixed by the image's index."""
+    if prediction_kind == "depth":
+        pred = -pred  # larger = nearer, as the target
+    key = jax.random.fold_in(jax.random.PRNGKey(0), index)
+    pairs = per_image_pairs(key, mask[None], WHDR_PAIRS)
+    return float(metrics.whdr(pred[None], target[None], pairs, mask=mask[None])[0])
+
+
+def _score_depth(sample, pred, proto: Protocol, crop, options, index: int) -> dict:
     truth = _depth_truth(sample)
     valid = sample.mask & protocol.crop_mask(crop, *truth.shape) & (truth > 0)
     if proto.min_depth is not None:
@@ -91,20 +101,19 @@ def _score_depth(sample, pred, proto: Protocol, crop, options) -> dict:
     high = proto.max_depth if proto.max_depth is not None else float(truth[valid].max())
     errors = protocol.score_depth(pred[None], truth[None], valid[None], np.float32([low]),
                                   np.float32([high]), **options)
+    # WHDR beside the depth errors: the ordinal score the training log reports.
+    inverse = np.where(valid, 1.0 / np.where(valid, truth, 1.0), 0.0).astype(np.float32)
+    whdr = _pair_whdr(pred, inverse, valid, index, options["prediction_kind"])
     return {name: float(value[0]) for name, value in errors.items()} | {
-        "pixels": int(valid.sum())}
+        "whdr": whdr, "pixels": int(valid.sum())}
 
 
 def _score_whdr(sample, pred, index: int, prediction_kind: str) -> dict:
     mask = sample.mask
     if mask.sum() < 2:
         raise FormatError(f"{sample.name}: fewer than two valid pixels", reason="no valid pixel")
-    if prediction_kind == "depth":
-        pred = -pred  # larger = nearer, as the relative ground truth
-    key = jax.random.fold_in(jax.random.PRNGKey(0), index)
-    pairs = per_image_pairs(key, mask[None], WHDR_PAIRS)
-    whdr = metrics.whdr(pred[None], sample.target[None], pairs, mask=mask[None])
-    return {"whdr": float(whdr[0]), "pixels": int(mask.sum())}
+    return {"whdr": _pair_whdr(pred, sample.target, mask, index, prediction_kind),
+            "pixels": int(mask.sum())}
 
 
 def run(dataset: str, data_dir: str | None, *, model: LoadedModel | None = None,
@@ -189,7 +198,7 @@ def run(dataset: str, data_dir: str | None, *, model: LoadedModel | None = None,
                 pred = _resized(pred, sample.size)
                 try:
                     if proto.metric == "depth":
-                        row = _score_depth(sample, pred, proto, crop, options)
+                        row = _score_depth(sample, pred, proto, crop, options, index)
                     elif proto.metric == "whdr":
                         row = _score_whdr(sample, pred, index, prediction_kind)
                     else:
@@ -217,9 +226,10 @@ def format_table(report: Report) -> str:
         lines.append(f"protocol: align {st['align']}, errors in {st['space']}, crop "
                      f"{st['crop'] or 'none'}, cap {st['min_depth']}..{st['max_depth']}")
         header = f"{'dataset':<12}{'images':>8}{'AbsRel':>9}{'delta1':>9}{'delta2':>9}" \
-                 f"{'delta3':>9}{'RMSE':>9}{'%bad':>8}"
+                 f"{'delta3':>9}{'RMSE':>9}{'%bad':>8}{'WHDR':>9}"
         row = (f"{report.dataset:<12}{s['images']:>8}{s['abs_rel']:>9.4f}{s['delta1']:>9.4f}"
-               f"{s['delta2']:>9.4f}{s['delta3']:>9.4f}{s['rmse']:>9.4f}{s['bad']:>8.2f}")
+               f"{s['delta2']:>9.4f}{s['delta3']:>9.4f}{s['rmse']:>9.4f}{s['bad']:>8.2f}"
+               f"{100 * s['whdr']:>8.2f}%")
     else:
         header = f"{'dataset':<12}{'images':>8}{'WHDR':>9}"
         row = f"{report.dataset:<12}{s['images']:>8}{100 * s['whdr']:>8.2f}%"
