@@ -9,6 +9,7 @@ its scale, 0 where invalid), `mask` (bool), `file_name`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -87,6 +88,21 @@ class Rgbd(tfds.core.GeneratorBasedBuilder):
                               "mask": sample.mask, "file_name": item.name}
 
 
+@contextlib.contextmanager
+def _quiet_tfds():
+    """TFDS's warnings at ERROR: it warns about a config that is not one of BUILDER_CONFIGS
+    ("custom data configuration", with its whole repr) and a new folder without
+    dataset_info.json, both of which are what a build of one's own data is. Our own
+    warnings (skipped files) use this module's logger and still show."""
+    absl_log = logging.getLogger("absl")
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_log.setLevel(level)
+
+
 def check_name(name: str) -> str:
     if not NAME_PATTERN.match(name):
         raise ValueError(f"dataset name {name!r}: use letters, digits, '_', '-' and '.', "
@@ -100,13 +116,14 @@ def build(name: str, kind: str, splits: Callable, source: dict, data_dir: str | 
     folder. Unusable samples are skipped, named in the log and counted in depthsense.json."""
     check_name(name)
     data_dir = os.path.expanduser(data_dir) if data_dir else None
-    builder = Rgbd(data_dir=data_dir, config=RgbdConfig(
-        name=name, description=f"{kind} ground truth from {source}", kind=kind, source=source,
-        splits=splits))
-    if builder.is_prepared():
-        raise ValueError(f"{builder.data_dir} exists: give another --name, or remove it to "
-                         "build again")
-    builder.download_and_prepare()
+    with _quiet_tfds():
+        builder = Rgbd(data_dir=data_dir, config=RgbdConfig(
+            name=name, description=f"{kind} ground truth from {source}", kind=kind,
+            source=source, splits=splits))
+        if builder.is_prepared():
+            raise ValueError(f"{builder.data_dir} exists: give another --name, or remove it "
+                             "to build again")
+        builder.download_and_prepare()
     skipped = getattr(builder, "skipped", [])
     record = {"kind": kind, "source": source,
               "splits": {s: i.num_examples for s, i in builder.info.splits.items()},
