@@ -11,6 +11,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.width = 64  # encoder first-stage channels (64 = torchvision)
     config.model.fusion_channels = 256  # decoder channels F (the paper's 256)
     config.model.dtype = "float32"  # compute dtype: "float32" or "bfloat16"
+    # How convolutions' weight gradients are computed (models/conv.py): "auto" (per-tap
+    # GEMMs on CPU where they measured faster, XLA's elsewhere), "xla" or "gemm".
+    config.model.conv_impl = "auto"
     # Path of torchvision ResNet weights (.pth, .safetensors or .npz) loaded into the encoder
     # before step 0, or "" for random initialisation.
     config.model.pretrained = ""

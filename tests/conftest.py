@@ -28,6 +28,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from filelock import FileLock  # noqa: E402
 
+# The package sets its XLA:CPU flags on import (depthsense_jax._cpu_flags); importing it
+# here, before any test touches JAX, keeps every test on the settings users run with.
+import depthsense_jax  # noqa: E402, F401
+
 # The tiny model and run every training test shares: ResNet-18 at width 8, a 16-channel
 # decoder, 64 px crops of the tiny synthetic scenes, batch 4, ranking + SSIM.
 TINY = [

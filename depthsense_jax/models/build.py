@@ -7,10 +7,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from depthsense_jax.models.conv import IMPLS
 from depthsense_jax.models.fusion import DepthNet
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MODEL_KEYS = ("encoder_depth", "width", "fusion_channels", "dtype")
+
+
+def conv_impl_of(model_config: ml_collections.ConfigDict) -> str:
+    """The config's `model.conv_impl` ("auto" where absent, e.g. in a model.json)."""
+    impl = model_config.get("conv_impl", "auto")
+    if impl not in IMPLS:
+        raise ValueError(f"model.conv_impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    return impl
 
 
 def model_from_config(model_config: ml_collections.ConfigDict) -> DepthNet:
@@ -23,6 +32,7 @@ def model_from_config(model_config: ml_collections.ConfigDict) -> DepthNet:
     return DepthNet(
         encoder_depth=model_config.encoder_depth, width=model_config.width,
         fusion_channels=model_config.fusion_channels, dtype=DTYPES[model_config.dtype],
+        conv_impl=conv_impl_of(model_config),
     )
 
 

@@ -8,12 +8,14 @@ adds relu(conv(x)); and upsampling is bilinear with align_corners=True.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from depthsense_jax.models.conv import conv_for
 from depthsense_jax.models.resnet import ResNet
 
 _DECODER_INIT = nn.initializers.normal(stddev=0.01)
@@ -33,10 +35,9 @@ def _align_corners_weights(size_in, size_out) -> jax.Array:
     return jnp.maximum(0.0, 1.0 - jnp.abs(source[:, None] - grid[None, :]))
 
 
-def upsample_align_corners(x: jax.Array, factor: int = 2) -> jax.Array:
-    """Bilinear resize of (B, H, W, C) by `factor` with align_corners=True semantics (the
-    authors' upsampling; `jax.image.resize` aligns pixel centres instead): a separable
-    product with the interpolation matrices, float32 accumulation."""
+def _upsample_matmul(x: jax.Array, factor: int) -> jax.Array:
+    """upsample_align_corners as a separable product with the interpolation matrices (float32
+    accumulation); its transpose is the backward of `upsample_align_corners`."""
     _, h, w, _ = x.shape
     highest = jax.lax.Precision.HIGHEST  # TPUs would otherwise interpolate f32 in bf16
     rows = _align_corners_weights(h, h * factor).astype(x.dtype)
@@ -47,10 +48,52 @@ def upsample_align_corners(x: jax.Array, factor: int = 2) -> jax.Array:
                       preferred_element_type=jnp.float32).astype(x.dtype)
 
 
-def _conv3x3(features: int, name: str, dtype: Any) -> nn.Conv:
+def _lerp_axis(x: jax.Array, axis: int, size_out) -> jax.Array:
+    """Linear interpolation of `x` along `axis` to `size_out` samples, corner to corner: the
+    two neighbours of each output position, gathered and blended (float32 weights)."""
+    n_in = jnp.asarray(x.shape[axis], jnp.float32)
+    n_out = jnp.asarray(size_out, jnp.float32)
+    source = jnp.arange(size_out, dtype=jnp.float32) * ((n_in - 1) / jnp.maximum(n_out - 1, 1))
+    low = jnp.clip(jnp.floor(source).astype(jnp.int32), 0, x.shape[axis] - 1)
+    high = jnp.minimum(low + 1, x.shape[axis] - 1)
+    shape = [1] * x.ndim
+    shape[axis] = size_out
+    frac = (source - low).reshape(shape)
+    blended = (jnp.take(x, low, axis=axis).astype(jnp.float32) * (1.0 - frac)
+               + jnp.take(x, high, axis=axis).astype(jnp.float32) * frac)
+    return blended.astype(x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def upsample_align_corners(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Bilinear resize of (B, H, W, C) by `factor` with align_corners=True semantics (the
+    authors' upsampling; `jax.image.resize` aligns pixel centres instead).
+
+    The forward gathers and blends each output's two neighbours per axis; the backward is
+    the transpose of the same map written with the interpolation matrices. On CPU both are
+    3-4x faster than the matrix form's forward (docs/benchmarks.md, "Convolutions on CPU").
+    """
+    _, h, w, _ = x.shape
+    return _lerp_axis(_lerp_axis(x, 1, h * factor), 2, w * factor)
+
+
+def _upsample_fwd(x, factor):
+    return upsample_align_corners(x, factor), x
+
+
+def _upsample_bwd(factor, x, cotangent):
+    _, transpose = jax.vjp(lambda v: _upsample_matmul(v, factor), x)
+    return transpose(cotangent)
+
+
+upsample_align_corners.defvjp(_upsample_fwd, _upsample_bwd)
+
+
+def _conv3x3(features: int, name: str, dtype: Any, conv_impl: str = "auto") -> nn.Conv:
     return nn.Conv(
         features, (3, 3), padding=((1, 1), (1, 1)), use_bias=True, dtype=dtype,
         param_dtype=jnp.float32, kernel_init=_DECODER_INIT, name=name,
+        conv_general_dilated=conv_for(conv_impl),
     )
 
 
@@ -60,16 +103,18 @@ class FTB(nn.Module):
 
     features: int
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        h = nn.relu(_conv3x3(self.features, "conv1", self.dtype)(x))
-        branch = _conv3x3(self.features, "branch_conv1", self.dtype)(h)
+        h = nn.relu(_conv3x3(self.features, "conv1", self.dtype, self.conv_impl)(x))
+        branch = _conv3x3(self.features, "branch_conv1", self.dtype, self.conv_impl)(h)
         branch = nn.BatchNorm(
             use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
             param_dtype=jnp.float32, name="branch_bn",
         )(branch)
-        branch = _conv3x3(self.features, "branch_conv2", self.dtype)(nn.relu(branch))
+        branch = _conv3x3(self.features, "branch_conv2", self.dtype,
+                          self.conv_impl)(nn.relu(branch))
         return nn.relu(h + branch)
 
 
@@ -78,11 +123,12 @@ class FFM(nn.Module):
 
     features: int
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, low: jax.Array, high: jax.Array, train: bool) -> jax.Array:
-        x = FTB(self.features, self.dtype, name="ftb1")(low, train) + high
-        x = FTB(self.features, self.dtype, name="ftb2")(x, train)
+        x = FTB(self.features, self.dtype, self.conv_impl, name="ftb1")(low, train) + high
+        x = FTB(self.features, self.dtype, self.conv_impl, name="ftb2")(x, train)
         return upsample_align_corners(x)
 
 
@@ -91,15 +137,16 @@ class AdaptiveOutput(nn.Module):
 
     features: int
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = _conv3x3(self.features // 2, "conv1", self.dtype)(x)
+        x = _conv3x3(self.features // 2, "conv1", self.dtype, self.conv_impl)(x)
         x = nn.BatchNorm(
             use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
             param_dtype=jnp.float32, name="bn",
         )(x)
-        x = _conv3x3(1, "conv2", self.dtype)(nn.relu(x))
+        x = _conv3x3(1, "conv2", self.dtype, self.conv_impl)(nn.relu(x))
         return upsample_align_corners(x)
 
 
@@ -109,16 +156,19 @@ class FusionDecoder(nn.Module):
     features: int = 256
     top_features: int = 512
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, feats: tuple[jax.Array, ...], train: bool) -> jax.Array:
         c2, c3, c4, c5 = feats
-        x = FTB(self.top_features, self.dtype, name="top_ftb")(c5, train)
-        x = upsample_align_corners(_conv3x3(self.features, "top_conv", self.dtype)(x))
-        x = FFM(self.features, self.dtype, name="ffm4")(c4, x, train)
-        x = FFM(self.features, self.dtype, name="ffm3")(c3, x, train)
-        x = FFM(self.features, self.dtype, name="ffm2")(c2, x, train)
-        return AdaptiveOutput(self.features, self.dtype, name="output")(x, train)
+        x = FTB(self.top_features, self.dtype, self.conv_impl, name="top_ftb")(c5, train)
+        x = _conv3x3(self.features, "top_conv", self.dtype, self.conv_impl)(x)
+        x = upsample_align_corners(x)
+        x = FFM(self.features, self.dtype, self.conv_impl, name="ffm4")(c4, x, train)
+        x = FFM(self.features, self.dtype, self.conv_impl, name="ffm3")(c3, x, train)
+        x = FFM(self.features, self.dtype, self.conv_impl, name="ffm2")(c2, x, train)
+        return AdaptiveOutput(self.features, self.dtype, self.conv_impl,
+                              name="output")(x, train)
 
 
 class DepthNet(nn.Module):
@@ -128,6 +178,8 @@ class DepthNet(nn.Module):
     encoder_depth: 18, 34, 50, 101. width: the encoder's first-stage channels (64 =
     torchvision). fusion_channels: F of the decoder (256 in the paper); the top FTB has
     2F channels. dtype: compute dtype (bfloat16 on accelerators); params and output float32.
+    conv_impl: how convolutions' weight gradients are computed (`models.conv`: "auto",
+    "xla", "gemm"); the forward and the values are the same for all.
     Images are normalised with ImageNet mean/std inside the model.
     """
 
@@ -135,6 +187,7 @@ class DepthNet(nn.Module):
     width: int = 64
     fusion_channels: int = 256
     dtype: Any = jnp.float32
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False,
@@ -153,9 +206,11 @@ class DepthNet(nn.Module):
         mean = jnp.asarray([0.485, 0.456, 0.406], jnp.float32)
         std = jnp.asarray([0.229, 0.224, 0.225], jnp.float32)
         x = (jnp.asarray(images, jnp.float32) - mean) / std
-        feats = ResNet(self.encoder_depth, self.width, self.dtype, name="encoder")(
+        feats = ResNet(self.encoder_depth, self.width, self.dtype, self.conv_impl,
+                       name="encoder")(
             x, train if encoder_train is None else encoder_train)
         out = FusionDecoder(
-            self.fusion_channels, 2 * self.fusion_channels, self.dtype, name="decoder"
+            self.fusion_channels, 2 * self.fusion_channels, self.dtype, self.conv_impl,
+            name="decoder",
         )(feats, train)
         return out[..., 0].astype(jnp.float32)
