@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 
 from depthsense_jax.cli.common import (
     config_parent,
@@ -48,7 +49,7 @@ def _show(args: argparse.Namespace) -> int:
         config.image_size = args.size
     picture, sources = show.show(config, args.split, args.num, augment=not args.no_augment)
     viz.write_rgb(args.out, picture)
-    counts = {name: sources.count(name) for name in dict.fromkeys(sources)}
+    counts = collections.Counter(sources)  # in order of first appearance
     print(f"wrote {args.out}: {len(sources)} examples ({args.split}), image | depth | mask; "
           f"from {', '.join(f'{name} x{n}' for name, n in counts.items())}")
     return 0

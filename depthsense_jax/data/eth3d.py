@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import os
 
-from depthsense_jax.data.formats import FormatError, read_raw_float32, read_rgb
+from depthsense_jax.data.formats import read_raw_float32, read_rgb
 from depthsense_jax.data.samples import (
     Item,
     Protocol,
@@ -19,6 +19,7 @@ from depthsense_jax.data.samples import (
     depth_sample,
     relative_stem,
     require_dir,
+    require_ground_truth,
 )
 
 LAYOUT = """  DIR/SCENE/images/dslr_images/DSC_0xxx.JPG                (e.g. DIR/courtyard/...)
@@ -31,9 +32,7 @@ def _load(root: str, image_path: str) -> Sample:
     depth_path = os.path.join(scene_dir, "ground_truth_depth", "dslr_images",
                               os.path.basename(image_path))
     image = read_rgb(image_path)
-    if not os.path.isfile(depth_path):
-        raise FormatError(f"{image_path}: no depth file {depth_path}", reason="no ground truth")
-    depth = read_raw_float32(depth_path, *image.shape[:2])
+    depth = read_raw_float32(require_ground_truth(image_path, depth_path), *image.shape[:2])
     return depth_sample(relative_stem(image_path, root), image, depth, depth_path)
 
 

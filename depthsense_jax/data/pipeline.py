@@ -285,8 +285,7 @@ def make_dataset(
     ("NAME:WEIGHT,...") mixes several datasets for training: each example's dataset is drawn
     by weight from a stream that is a pure function of the seed, and each dataset keeps its
     own position, so resuming stays exact; evaluation reads the first dataset. start_step:
-    skip that many
-    training batches exactly (resuming a run).
+    skip that many training batches exactly (resuming a run).
     """
     return tfds.as_numpy(make_tf_dataset(
         config, split, process_index=process_index, process_count=process_count,

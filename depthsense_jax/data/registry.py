@@ -41,6 +41,11 @@ DecodeTarget = Callable[[dict], tuple[tf.Tensor, tf.Tensor]]
 RGBD = rgbd.BUILDER + "/"  # "rgbd/NAME": a dataset built from your folder
 
 
+def own_name(name: str) -> str | None:
+    """NAME of a dataset name "rgbd/NAME" (your own data), else None."""
+    return name[len(RGBD):] if name.startswith(RGBD) else None
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """What the pipeline, the benchmark and the CLI need to know of one dataset."""
@@ -98,8 +103,8 @@ TRAINABLE_BENCHMARKS = tuple(n for n, spec in DATASETS.items() if spec.train_ite
 
 def lookup(name: str) -> tuple[DatasetSpec, str | None]:
     """(spec, full TFDS name or None) of a dataset name; ValueError listing the known ones."""
-    if name.startswith(RGBD):
-        rgbd.check_name(name[len(RGBD):])
+    if own_name(name) is not None:
+        rgbd.check_name(own_name(name))
         return DatasetSpec(name=name, kind="(as built)", description="your RGB-D data"), None
     base, _, config = name.partition("/")
     for spec in DATASETS.values():
@@ -146,9 +151,9 @@ def build(data_config: ml_collections.ConfigDict, split_file: str | None = None)
     into rgbd/NAME, about 5% of it (by a hash of the name) as the validation split.
     """
     spec, full_name = lookup(data_config.name)
-    if spec.name.startswith(RGBD):
+    if own_name(spec.name) is not None:
         raise ValueError(f"{spec.name}: build your own data with `depthsense data build folder "
-                         f"--name {spec.name[len(RGBD):]} --images DIR --depth DIR --kind ...`")
+                         f"--name {own_name(spec.name)} --images DIR --depth DIR --kind ...`")
     manual = os.path.expanduser(data_config.manual_dir) if data_config.manual_dir else None
     if spec.train_items is not None:
         if manual is None:
@@ -200,10 +205,11 @@ def prepared(data_config: ml_collections.ConfigDict) -> Prepared:
     every other dataset must have been built (`depthsense data build`), else a ValueError
     says how."""
     spec, full_name = lookup(data_config.name)
-    if spec.name.startswith(RGBD) or spec.train_items is not None:
-        name = spec.name[len(RGBD):] if spec.name.startswith(RGBD) else spec.name
+    own = own_name(spec.name)
+    if own is not None or spec.train_items is not None:
+        name = own or spec.name
         hint = (f"build it with `depthsense data build folder --name {name} --images DIR "
-                "--depth DIR --kind depth|disparity|relative`" if spec.name.startswith(RGBD)
+                "--depth DIR --kind depth|disparity|relative`" if own is not None
                 else f"build its train split with `depthsense data build {name} --manual-dir "
                 "DIR`") + " (config.data.data_dir says where)"
         builder, record = rgbd.load(name, data_config.data_dir or None, hint)
@@ -233,8 +239,8 @@ def benchmark(name: str, data_dir: str | None,
     official layout (a ValueError naming the folder and that layout when it does not
     match); for rgbd/NAME, the validation split of its build in `data_dir`."""
     spec, _ = lookup(name)
-    if spec.name.startswith(RGBD):
-        items, kind = rgbd.benchmark_items(spec.name[len(RGBD):], data_dir, (
+    if own_name(spec.name) is not None:
+        items, kind = rgbd.benchmark_items(own_name(spec.name), data_dir, (
             "build it with `depthsense data build folder` (and give its --data-dir)"))
         metric = "whdr" if kind == "relative" else "depth"
         return dataclasses.replace(spec, kind=kind, protocol=Protocol(metric=metric)), items

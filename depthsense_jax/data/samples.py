@@ -98,6 +98,13 @@ def hash_split(key: str, validation_percent: int = 5) -> str:
     return "validation" if bucket < validation_percent else "train"
 
 
+def require_ground_truth(image_path: str, truth_path: str) -> str:
+    """`truth_path`, or a FormatError ("no ground truth") naming the image it belongs to."""
+    if not os.path.isfile(truth_path):
+        raise FormatError(f"{image_path}: no depth file {truth_path}", reason="no ground truth")
+    return truth_path
+
+
 def require_dir(path: str, dataset: str, layout: str) -> str:
     """`path` itself, or a ValueError naming it and the layout the reader expects."""
     path = os.path.expanduser(path)

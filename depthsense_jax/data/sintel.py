@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import os
 
-from depthsense_jax.data.formats import FormatError, read_dpt, read_rgb
+from depthsense_jax.data.formats import read_dpt, read_rgb
 from depthsense_jax.data.samples import (
     Item,
     Protocol,
@@ -19,6 +19,7 @@ from depthsense_jax.data.samples import (
     depth_sample,
     relative_stem,
     require_dir,
+    require_ground_truth,
 )
 
 LAYOUT = """  DIR/training/final/SCENE/frame_0001.png
@@ -31,10 +32,8 @@ def _load(root: str, image_path: str) -> Sample:
     depth_path = os.path.join(root, "training", "depth", scene,
                               os.path.splitext(frame)[0] + ".dpt")
     image = read_rgb(image_path)
-    if not os.path.isfile(depth_path):
-        raise FormatError(f"{image_path}: no depth file {depth_path}", reason="no ground truth")
-    return depth_sample(relative_stem(image_path, root), image, read_dpt(depth_path),
-                        depth_path)
+    depth = read_dpt(require_ground_truth(image_path, depth_path))
+    return depth_sample(relative_stem(image_path, root), image, depth, depth_path)
 
 
 def items(data_dir: str, split_file: str | None = None) -> list[Item]:
