@@ -6,6 +6,8 @@ Layout of an export folder (model.json and the params files: see `params_io`):
   params.safetensors    the same, flat names joined by "/" ("params/encoder/conv1/kernel")
   model.jax             jax.export of images (B, 32h, 32w, 3) -> (B, 32h, 32w), params inside
   saved_model/          the same function through jax2tf, for TF Serving
+  model.onnx            the same function as an ONNX graph (`onnx_export`), dynamic batch
+                        and sizes, float32
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import traverse_util
 
@@ -22,7 +25,12 @@ from depthsense_jax import params_io
 from depthsense_jax.inference import LoadedModel
 from depthsense_jax.models import infer, model_from_config
 
-FORMATS = ("msgpack", "safetensors", "jax", "savedmodel")
+FORMATS = ("msgpack", "safetensors", "jax", "savedmodel", "onnx")
+DEFAULT_FORMATS = ("msgpack", "safetensors", "jax", "savedmodel")
+# Largest |difference| from the live model each reloaded format may show on the check inputs.
+# jax.export and the SavedModel run the same XLA program; onnxruntime has its own kernels.
+TOLERANCE = {"jax": 1e-5, "savedmodel": 1e-5, "onnx": 1e-4}
+CHECK_BATCHES = (1, 3)
 
 
 def inference_fn(model_config, variables: dict) -> Callable[[jax.Array], jax.Array]:
@@ -98,11 +106,12 @@ def _max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
-def export_all(out_dir: str, model: LoadedModel, formats=FORMATS,
+def export_all(out_dir: str, model: LoadedModel, formats=DEFAULT_FORMATS,
                platforms: tuple[str, ...] = ("cpu",), sizes=((64, 96), (96, 64)),
-               log: Callable[[str], None] = print, tolerance: float = 1e-5) -> dict:
-    """Write every format of `model`, reload each, run it on random inputs of `sizes`,
-    compare with the live model and report file sizes. A mismatch above `tolerance` is a
+               log: Callable[[str], None] = print, tolerance: dict | None = None) -> dict:
+    """Write every format of `model`, reload each, run it on random inputs of `sizes` at
+    batch 1 and 3, compare with the live model and report file sizes. A mismatch above the
+    format's tolerance (`TOLERANCE`, overridden per format by `tolerance`) is a
     RuntimeError."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
@@ -110,12 +119,30 @@ def export_all(out_dir: str, model: LoadedModel, formats=FORMATS,
     unknown = sorted(set(platforms) - {"cpu", "cuda", "tpu", "rocm"})
     if unknown or not platforms:
         raise ValueError(f"unknown platform(s) {unknown}; choose from cpu, cuda, tpu, rocm")
+    if "onnx" in formats:  # before anything is written
+        from depthsense_jax import onnx_export
+
+        onnx_export.require_onnx()
+        onnx_export.require_onnxruntime()
+    tolerance = {**TOLERANCE, **(tolerance or {})}
     model_config, variables = model.model_config, model.variables
     os.makedirs(out_dir, exist_ok=True)
     live = jax.jit(inference_fn(model_config, variables))
     rng = np.random.default_rng(0)
-    inputs = [rng.random((2, h, w, 3), dtype=np.float32) for h, w in sizes]
+    inputs = [rng.random((b, h, w, 3), dtype=np.float32)
+              for h, w in sizes for b in CHECK_BATCHES]
     expected = [np.asarray(live(x)) for x in inputs]
+    if "onnx" in formats and model_config.dtype != "float32":
+        # The ONNX graph computes in float32 whatever the training dtype: compare like with
+        # like (the bfloat16 model's own rounding is not the exporter's error).
+        f32 = ml_collections.ConfigDict(dict(model_config))
+        f32.dtype = "float32"
+        live32 = jax.jit(inference_fn(f32, variables))
+        expected_f32 = [np.asarray(live32(x)) for x in inputs]
+    else:
+        expected_f32 = expected
+    shapes = ", ".join(f"{h}x{w}" for h, w in sizes)
+    batches = " and ".join(map(str, CHECK_BATCHES))
     report = {"model.json": params_io.write_model_json(out_dir, model_config, model.image_size)}
     reference = params_io.flat(variables)
 
@@ -129,11 +156,12 @@ def export_all(out_dir: str, model: LoadedModel, formats=FORMATS,
             raise RuntimeError(f"{path}: reloaded params differ from the checkpoint's")
         return "bit-identical"
 
-    def check_fn(path, fn):
-        worst = max(_max_diff(fn(x), e) for x, e in zip(inputs, expected, strict=True))
-        if worst > tolerance:
-            raise RuntimeError(f"{path}: output differs from the live model by {worst:.3g}")
-        return f"max |diff| {worst:.2g} at {', '.join(f'{h}x{w}' for h, w in sizes)}"
+    def check_fn(path, fn, fmt, reference=expected):
+        worst = max(_max_diff(fn(x), e) for x, e in zip(inputs, reference, strict=True))
+        if not worst <= tolerance[fmt]:
+            raise RuntimeError(f"{path}: output differs from the live model by {worst:.3g} "
+                               f"(tolerance {tolerance[fmt]:g})")
+        return f"max |diff| {worst:.2g} at {shapes}, batch {batches}"
 
     for fmt in formats:
         if fmt == "msgpack":
@@ -145,15 +173,23 @@ def export_all(out_dir: str, model: LoadedModel, formats=FORMATS,
         elif fmt == "jax":
             path = export_jax(out_dir, model_config, variables, platforms)
             exported = load_jax(path)
-            verdict = (check_fn(path, exported.call) if "cpu" in platforms
+            verdict = (check_fn(path, exported.call, fmt) if "cpu" in platforms
                        else "not run here (no cpu platform)")
+        elif fmt == "onnx":
+            from depthsense_jax import onnx_export
+
+            path = onnx_export.export_onnx(out_dir, model_config, variables)
+            session = onnx_export.load_onnx(path)
+            verdict = check_fn(
+                path, lambda x, s=session: s.run(None, {"images": x})[0], fmt, expected_f32)
+            verdict += f", onnxruntime, opset {onnx_export.OPSET}"
         else:
             import tensorflow as tf
 
             path = export_savedmodel(out_dir, model_config, variables)
             served = tf.saved_model.load(path).signatures["serving_default"]
             verdict = check_fn(
-                path, lambda x, f=served: f(images=tf.constant(x))["depth"].numpy())
+                path, lambda x, f=served: f(images=tf.constant(x))["depth"].numpy(), fmt)
         size = _size(path)
         report[os.path.basename(path)] = path
         log(f"  {os.path.basename(path):<20} {size / 2**20:9.2f} MiB  {verdict}")

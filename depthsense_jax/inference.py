@@ -100,7 +100,7 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=interpolation)
 
 
-def _model_input(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def model_input(image: np.ndarray, height: int, width: int) -> np.ndarray:
     """A photo resized to the model's size, as float32 in [0, 1] (uint8 is scaled after the
     resize, so a large photo is never held as floats)."""
     if image.dtype == np.uint8:
@@ -146,7 +146,7 @@ def predict(
     for (h, w), members in groups.items():
         for start in range(0, len(members), batch_size):
             chunk = members[start:start + batch_size]
-            batch = np.stack([_model_input(images[i], h, w) for i in chunk])
+            batch = np.stack([model_input(images[i], h, w) for i in chunk])
             # Pad to a full batch: one compiled shape per (h, w), not one per remainder.
             padded = np.concatenate(
                 [batch, np.zeros((batch_size - len(chunk), h, w, 3), np.float32)])

@@ -18,10 +18,11 @@ LAYERS = [
     ("data", ["data"]),
     ("params_io", ["params_io"]),
     ("train", ["train"]),
-    ("inference", ["inference"]),
-    ("export", ["export"]),
+    ("inference", ["inference", "video"]),
+    ("export", ["onnx_export", "export"]),
     ("evaluation", ["evaluation"]),
     ("bench", ["bench"]),
+    ("demo", ["demo"]),
     ("cli", ["cli"]),
 ]
 
@@ -150,7 +151,8 @@ def test_no_stray_files_at_the_top_of_the_package():
     allowed = {"__init__.py", "_checks.py", "_cpu_flags.py", "_reduce.py", "_xla.py", "_tf.py",
                "errors.py",
                "viz.py", "workdir.py", "config.py", "sampling.py", "metrics.py",
-               "params_io.py", "inference.py", "export.py"}
+               "params_io.py", "inference.py", "video.py", "export.py", "onnx_export.py",
+               "demo.py"}
     files = {p.name for p in PACKAGE.glob("*.py")}
     assert files <= allowed, files - allowed
     assert not os.path.exists(PACKAGE / "torch_reference.py")

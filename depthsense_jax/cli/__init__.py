@@ -9,7 +9,7 @@ import os
 import sys
 
 from depthsense_jax import __version__
-from depthsense_jax.cli import bench, benchmark, data, model, predict, train
+from depthsense_jax.cli import bench, benchmark, data, demo, model, predict, train
 
 # Errors whose message says what to change: printed without a traceback, exit code 2.
 EXIT_ERROR = 2
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (bench, data, train, predict, benchmark, model):
+    for group in (bench, data, train, predict, benchmark, model, demo):
         group.add(commands)
     return parser
 

@@ -23,11 +23,25 @@ def _load(args: argparse.Namespace):
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from depthsense_jax import inference
+    from depthsense_jax import inference, video
 
-    inference.predict_files(_load(args), args.inputs, args.out, size=args.size,
-                            formats=comma_list(args.format), colormap=args.colormap,
-                            batch_size=args.batch)
+    paths = inference.expand_inputs(args.inputs)
+    videos = [p for p in paths if video.is_video(p)]
+    photos = [p for p in paths if not video.is_video(p)]
+    if args.stabilize and not videos:
+        raise ValueError("--stabilize is for videos; no video among the inputs")
+    model = _load(args)
+    if photos:
+        inference.predict_files(model, photos, args.out, size=args.size,
+                                formats=comma_list(args.format or "png16,color"),
+                                colormap=args.colormap, batch_size=args.batch)
+    predictor = inference.Predictor(model.model_config, model.variables) if videos else None
+    for path in videos:
+        video.predict_video(model, path, args.out, size=args.size,
+                            formats=comma_list(args.format or "color"),
+                            colormap=args.colormap, batch_size=args.batch,
+                            stabilize_frames=args.stabilize, smoothing=args.smoothing,
+                            predictor=predictor)
     return 0
 
 
@@ -44,18 +58,28 @@ def _export(args: argparse.Namespace) -> int:
 def add(commands) -> None:
     predict = commands.add_parser(
         "predict", parents=[model_source_parent(), config_parent(None)],
-        help="relative depth of photos: 16-bit PNG, colour map, .npy, side by side",
+        help="relative depth of photos and videos: 16-bit PNG, colour map, .npy, .mp4",
         description="Predict relative inverse depth (bright/large = near) for image files, "
         "folders (recursive) or glob patterns, at any size: each photo is resized keeping its "
         "aspect so that its short side is --size (the scale the model trained at), both sides "
         "multiples of 32, predicted in batches and resized back. Unreadable files are "
-        "reported and skipped.")
-    predict.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+        "reported and skipped. Video files (.mp4, .avi, .mov, .mkv, .webm, ...; any "
+        "container OpenCV reads) given by name or pattern become NAME_depth.mp4 (colour "
+        "map, or --format side), NAME_depth.npy (raw, --format npy) and NAME_depth/ (16-bit "
+        "PNG per frame, --format png16).")
+    predict.add_argument("inputs", nargs="+",
+                         help="image or video files, folders (images) or glob patterns")
     predict.add_argument("--out", required=True, help="output folder")
-    predict.add_argument("--format", default="png16,color",
+    predict.add_argument("--format",
                          help="comma-separated: png16 (16-bit PNG of the depth normalised to "
-                         "0..65535), color (colour map PNG), npy (raw float32), side (photo | "
-                         "colour map) (default png16,color)")
+                         "0..65535), color (colour map), npy (raw float32), side (photo | "
+                         "colour map) (default png16,color for photos, color for videos)")
+    predict.add_argument("--stabilize", action="store_true",
+                         help="videos: align each frame's scale and shift to a running "
+                         "reference over the pixels that did not change (less flicker)")
+    predict.add_argument("--smoothing", type=float, default=0.2,
+                         help="videos with --stabilize: the newest frame's weight in the "
+                         "running reference, in (0, 1] (default 0.2: ~5 frames of memory)")
     predict.add_argument("--colormap", default="inferno",
                          help="OpenCV colour map name for color/side (default inferno)")
     predict.add_argument("--size", type=positive_int,
@@ -70,12 +94,13 @@ def add(commands) -> None:
 
     export = commands.add_parser(
         "export", parents=[model_source_parent()],
-        help="params (msgpack, safetensors), jax.export and TF SavedModel",
+        help="params (msgpack, safetensors), jax.export, TF SavedModel and ONNX",
         description="Write a trained model's params and compiled inference function to OUT; "
         "each file is reloaded, run and compared with the live model before it is reported.")
     export.add_argument("--out", required=True, help="output folder")
     export.add_argument("--formats", default="msgpack,safetensors,jax,savedmodel",
-                        help="comma-separated subset of msgpack,safetensors,jax,savedmodel")
+                        help="comma-separated subset of msgpack,safetensors,jax,savedmodel,"
+                        "onnx (default: all but onnx, which needs the [onnx] extra)")
     export.add_argument("--platforms", default="cpu",
                         help="jax.export platforms, comma-separated: cpu,cuda,tpu (default cpu)")
     export.set_defaults(func=_export)

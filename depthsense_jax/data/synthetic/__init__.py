@@ -19,7 +19,8 @@ Modules, each importing only the ones before it:
 - `shapes`: the primitives `Plane`, `Sphere`, `Box`, `Cylinder` (ray hits, normals, texels);
 - `textures`: procedural albedo tiles (`Texture`, `solid_texture`, `random_texture`);
 - `renderer`: `Surface`, `Light`, `Scene`, the z-buffer `trace`, shading and `render`;
-- `scenes`: `random_scene`, `render_scene`, `benchmark_render`, `save_samples`;
+- `scenes`: `random_scene`, `render_scene`, `render_sequence` (a moving camera),
+  `benchmark_render`, `save_samples`;
 - `builder`: the TFDS builder `SyntheticScenes` (importing this package registers it).
 """
 
@@ -30,6 +31,7 @@ from depthsense_jax.data.synthetic.scenes import (
     benchmark_render,
     random_scene,
     render_scene,
+    render_sequence,
     save_samples,
 )
 from depthsense_jax.data.synthetic.shapes import Box, Cylinder, Plane, Shape, Sphere
@@ -62,6 +64,7 @@ __all__ = [
     "random_texture",
     "render",
     "render_scene",
+    "render_sequence",
     "save_samples",
     "solid_texture",
     "trace",

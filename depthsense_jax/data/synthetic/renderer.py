@@ -185,9 +185,10 @@ def _surface_colors(
     return color, pix
 
 
-def render(scene: Scene) -> dict[str, np.ndarray]:
+def render(scene: Scene, with_z: bool = False) -> dict[str, np.ndarray]:
     """Render ``scene``: image (H, W, 3) uint8 RGB, depth (H, W) float32 relative inverse
-    depth ((1/z) / max(1/z) over valid pixels, 0 elsewhere), mask (H, W) bool."""
+    depth ((1/z) / max(1/z) over valid pixels, 0 elsewhere), mask (H, W) bool; with `with_z`
+    also ``z`` (H, W) float32, the camera depth in world units (inf on sky)."""
     cam = scene.camera
     rays = camera_rays(cam)
     z, ids = trace(scene, rays)
@@ -204,4 +205,7 @@ def render(scene: Scene) -> dict[str, np.ndarray]:
     # linear -> display values with gamma 2; convertScaleAbs rounds and saturates to uint8
     image = cv2.convertScaleAbs(cv2.sqrt(color.reshape(cam.height, cam.width, 3)), alpha=255)
     depth = depth.reshape(cam.height, cam.width)
-    return {"image": image, "depth": depth, "mask": depth > 0}
+    out = {"image": image, "depth": depth, "mask": depth > 0}
+    if with_z:
+        out["z"] = np.where(out["mask"], z.reshape(cam.height, cam.width), np.inf).astype(F32)
+    return out

@@ -5,6 +5,7 @@ render benchmark and a sample picture.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -158,6 +159,34 @@ def render_scene(seed: int, index: int, size: int | tuple[int, int] = 160) -> di
       1, 0 on sky; ``mask`` (H, W) bool, True where a surface was hit.
     """
     return render(random_scene(np.random.default_rng([seed, index]), size))
+
+
+def render_sequence(seed: int, index: int, num_frames: int = 48,
+                    size: int | tuple[int, int] = (192, 256), truck: float = 0.03,
+                    pan: float = 0.004) -> dict[str, np.ndarray]:
+    """Scene ``index`` of stream ``seed`` (the scene `render_scene` draws) seen by a moving
+    camera: each frame it slides ``truck`` world units to its right and turns ``pan``
+    radians to the left (parallax and objects crossing the view, nothing entering the
+    camera). Deterministic in its arguments.
+
+    Returns ``image`` (T, H, W, 3) uint8 RGB; ``inverse_depth`` (T, H, W) float32, exact
+    1 / z on one scale for the whole sequence (0 on sky); ``mask`` (T, H, W) bool.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    scene = random_scene(np.random.default_rng([seed, index]), size)
+    cam = scene.camera
+    right = np.asarray(cam.basis()[0])
+    frames = []
+    for t in range(num_frames):
+        position = tuple((np.asarray(cam.position) + t * truck * right).tolist())
+        moved = dataclasses.replace(cam, position=position, yaw=cam.yaw + t * pan)
+        frames.append(render(dataclasses.replace(scene, camera=moved), with_z=True))
+    z = np.stack([f["z"] for f in frames])
+    mask = np.isfinite(z)
+    return {"image": np.stack([f["image"] for f in frames]),
+            "inverse_depth": np.where(mask, 1.0 / np.where(mask, z, 1.0), 0.0).astype(np.float32),
+            "mask": mask}
 
 
 # ----------------------------------------------------------------------------- tools

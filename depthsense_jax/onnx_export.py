@@ -1,0 +1,217 @@
+"""DepthNet as an ONNX graph, written from its variables with the `onnx` package.
+
+Why not a converter: with the versions this project pins, neither exports DepthNet
+correctly (README, "ONNX"). tf2onnx reads jax2tf's SavedModel as one XlaCallModule op
+(StableHLO inside), which it cannot translate; jax2onnx (0.17) pins orbax-checkpoint
+< 0.11.37 against our >= 0.12.8, patches flax's max_pool with a version that drops the stem's
+padding, and the graph it writes for the residual blocks fails onnxruntime's shape checks.
+
+So the graph is built from the same architecture description the Flax modules use
+(`resnet.STAGES`, the module names) and every variable is consumed exactly once, which makes
+a renamed or added parameter an error here rather than a silently different model. The
+live-model comparison in `export.export_all` is the proof of equivalence.
+
+Graph: images (batch, height, width, 3) float32 in [0, 1], height and width multiples of 32
+-> depth (batch, height, width) float32, computed in NCHW (ONNX's convolution layout) in
+float32 whatever the training dtype. Opset `OPSET`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from depthsense_jax import params_io
+from depthsense_jax.models.resnet import STAGES
+
+OPSET = 17  # Resize with align_corners (>= 11) and Squeeze's axes input (>= 13); TensorRT 8.6+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BN_EPSILON = 1e-5
+
+
+def require_onnx():
+    """The onnx module, or a ValueError naming the extra that provides it."""
+    try:
+        import onnx
+    except ImportError as err:
+        raise ValueError("ONNX export needs the [onnx] extra: "
+                         "pip install 'depthsense-jax[onnx]' (onnx and onnxruntime)") from err
+    return onnx
+
+
+def require_onnxruntime():
+    """The onnxruntime module, or a ValueError naming the extra that provides it."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ValueError("checking an ONNX export needs the [onnx] extra: "
+                         "pip install 'depthsense-jax[onnx]' (onnx and onnxruntime)") from err
+    return onnxruntime
+
+
+class _Graph:
+    """Nodes and initializers of one graph; `var` hands out each variable once."""
+
+    def __init__(self, variables: dict):
+        self.onnx = require_onnx()
+        self.nodes: list = []
+        self.initializers: list = []
+        self.flat = {k: np.asarray(v, np.float32) for k, v in params_io.flat(variables).items()}
+        self.used: set[str] = set()
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def var(self, path: str) -> np.ndarray:
+        if path not in self.flat:
+            raise ValueError(f"the params have no {path!r}: not a DepthNet of this version")
+        if path in self.used:
+            raise ValueError(f"{path!r} used twice")
+        self.used.add(path)
+        return self.flat[path]
+
+    def const(self, hint: str, value: np.ndarray) -> str:
+        name = self.name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs) -> str:
+        out = self.name(hint or op_type.lower())
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+    def conv(self, x: str, prefix: str, stride: int = 1, bias: bool = False) -> str:
+        kernel = self.var(f"params/{prefix}/kernel")  # (kh, kw, in, out), Flax's HWIO
+        pad = kernel.shape[0] // 2
+        inputs = [x, self.const(prefix + "/kernel", np.transpose(kernel, (3, 2, 0, 1)))]
+        if bias:
+            inputs.append(self.const(prefix + "/bias", self.var(f"params/{prefix}/bias")))
+        return self.op("Conv", inputs, prefix, kernel_shape=list(kernel.shape[:2]),
+                       strides=[stride, stride], pads=[pad] * 4)
+
+    def batch_norm(self, x: str, prefix: str) -> str:
+        inputs = [x] + [
+            self.const(f"{prefix}/{key}", self.var(f"{group}/{prefix}/{key}"))
+            for group, key in (("params", "scale"), ("params", "bias"),
+                               ("batch_stats", "mean"), ("batch_stats", "var"))]
+        return self.op("BatchNormalization", inputs, prefix, epsilon=BN_EPSILON)
+
+    def relu(self, x: str) -> str:
+        return self.op("Relu", [x])
+
+    def add(self, a: str, b: str) -> str:
+        return self.op("Add", [a, b])
+
+    def upsample2x(self, x: str) -> str:
+        scales = self.const("scales", np.asarray([1, 1, 2, 2], np.float32))
+        return self.op("Resize", [x, "", scales], "upsample", mode="linear",
+                       coordinate_transformation_mode="align_corners")
+
+
+def _residual_block(g: _Graph, x: str, prefix: str, kind: str, stride: int) -> str:
+    """models.resnet.BasicBlock / Bottleneck (the stride sits on the 3x3 convolution)."""
+    if kind == "basic":
+        y = g.relu(g.batch_norm(g.conv(x, f"{prefix}/conv1", stride), f"{prefix}/bn1"))
+        y = g.batch_norm(g.conv(y, f"{prefix}/conv2"), f"{prefix}/bn2")
+    else:
+        y = g.relu(g.batch_norm(g.conv(x, f"{prefix}/conv1"), f"{prefix}/bn1"))
+        y = g.relu(g.batch_norm(g.conv(y, f"{prefix}/conv2", stride), f"{prefix}/bn2"))
+        y = g.batch_norm(g.conv(y, f"{prefix}/conv3"), f"{prefix}/bn3")
+    if f"params/{prefix}/downsample_conv/kernel" in g.flat:
+        x = g.batch_norm(g.conv(x, f"{prefix}/downsample_conv", stride),
+                         f"{prefix}/downsample_bn")
+    return g.relu(g.add(x, y))
+
+
+def _encoder(g: _Graph, x: str, depth: int) -> list[str]:
+    """models.resnet.ResNet: C2..C5."""
+    kind, blocks = STAGES[depth]
+    x = g.relu(g.batch_norm(g.conv(x, "encoder/conv1", 2), "encoder/bn1"))
+    x = g.op("MaxPool", [x], "maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    features = []
+    for stage, count in enumerate(blocks):
+        for index in range(count):
+            stride = 2 if stage > 0 and index == 0 else 1
+            x = _residual_block(g, x, f"encoder/layer{stage + 1}_{index}", kind, stride)
+        features.append(x)
+    return features
+
+
+def _ftb(g: _Graph, x: str, prefix: str) -> str:
+    """models.fusion.FTB."""
+    h = g.relu(g.conv(x, f"{prefix}/conv1", bias=True))
+    branch = g.batch_norm(g.conv(h, f"{prefix}/branch_conv1", bias=True), f"{prefix}/branch_bn")
+    branch = g.conv(g.relu(branch), f"{prefix}/branch_conv2", bias=True)
+    return g.relu(g.add(h, branch))
+
+
+def _decoder(g: _Graph, features: list[str]) -> str:
+    """models.fusion.FusionDecoder: (B, 1, H, W)."""
+    c2, c3, c4, c5 = features
+    x = _ftb(g, c5, "decoder/top_ftb")
+    x = g.upsample2x(g.conv(x, "decoder/top_conv", bias=True))
+    for name, low in (("ffm4", c4), ("ffm3", c3), ("ffm2", c2)):
+        x = g.add(_ftb(g, low, f"decoder/{name}/ftb1"), x)
+        x = g.upsample2x(_ftb(g, x, f"decoder/{name}/ftb2"))
+    x = g.batch_norm(g.conv(x, "decoder/output/conv1", bias=True), "decoder/output/bn")
+    return g.upsample2x(g.conv(g.relu(x), "decoder/output/conv2", bias=True))
+
+
+def build_model(model_config, variables: dict, opset: int = OPSET):
+    """onnx.ModelProto of DepthNet(model_config) with `variables` ({"params",
+    "batch_stats"}) as initializers: images (batch, height, width, 3) -> depth (batch,
+    height, width), both float32, the sizes dynamic."""
+    onnx = require_onnx()
+    from onnx import TensorProto, helper
+
+    depth = int(model_config.encoder_depth)
+    if depth not in STAGES:
+        raise ValueError(f"encoder_depth must be one of {sorted(STAGES)}, got {depth}")
+    g = _Graph(variables)
+    x = g.op("Sub", ["images", g.const("mean", np.asarray(IMAGENET_MEAN, np.float32))])
+    x = g.op("Div", [x, g.const("std", np.asarray(IMAGENET_STD, np.float32))])
+    x = g.op("Transpose", [x], "to_nchw", perm=[0, 3, 1, 2])
+    out = _decoder(g, _encoder(g, x, depth))
+    g.nodes.append(helper.make_node("Squeeze", [out, g.const("axis", np.asarray([1]))],
+                                    ["depth"], name="depth"))
+    unused = sorted(set(g.flat) - g.used)
+    if unused:
+        raise ValueError(f"the params hold variables DepthNet's ONNX graph does not use: "
+                         f"{unused[:5]}{' ...' if len(unused) > 5 else ''}")
+    dims = ["batch", "height", "width"]
+    graph = helper.make_graph(
+        g.nodes, "depthnet",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, dims + [3])],
+        [helper.make_tensor_value_info("depth", TensorProto.FLOAT, dims)],
+        initializer=g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="depthsense-jax")
+    model.doc_string = ("Relative inverse depth (larger = nearer). images: (batch, height, "
+                        "width, 3) float32 RGB in [0, 1], height and width multiples of 32.")
+    helper.set_model_props(model, {"model.json": json.dumps(
+        params_io.model_config_dict(model_config), sort_keys=True)})
+    onnx.checker.check_model(model)
+    return model
+
+
+def export_onnx(out_dir: str, model_config, variables: dict, opset: int = OPSET) -> str:
+    """Write DIR/model.onnx (see `build_model`); returns its path."""
+    import os
+
+    path = os.path.join(out_dir, "model.onnx")
+    with open(path, "wb") as f:
+        f.write(build_model(model_config, variables, opset).SerializeToString())
+    return path
+
+
+def load_onnx(path: str, threads: int | None = None):
+    """An onnxruntime CPU session of a model.onnx: `session.run(None, {"images": x})[0]`."""
+    ort = require_onnxruntime()
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
