@@ -18,7 +18,9 @@ float32 whatever the training dtype. Opset `OPSET`.
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 
 import numpy as np
 
@@ -31,24 +33,22 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BN_EPSILON = 1e-5
 
 
+def _require(module: str, what: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"{what} needs the [onnx] extra: "
+                         "pip install 'depthsense-jax[onnx]' (onnx and onnxruntime)") from err
+
+
 def require_onnx():
     """The onnx module, or a ValueError naming the extra that provides it."""
-    try:
-        import onnx
-    except ImportError as err:
-        raise ValueError("ONNX export needs the [onnx] extra: "
-                         "pip install 'depthsense-jax[onnx]' (onnx and onnxruntime)") from err
-    return onnx
+    return _require("onnx", "ONNX export")
 
 
 def require_onnxruntime():
     """The onnxruntime module, or a ValueError naming the extra that provides it."""
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise ValueError("checking an ONNX export needs the [onnx] extra: "
-                         "pip install 'depthsense-jax[onnx]' (onnx and onnxruntime)") from err
-    return onnxruntime
+    return _require("onnxruntime", "checking an ONNX export")
 
 
 class _Graph:
@@ -200,8 +200,6 @@ def build_model(model_config, variables: dict, opset: int = OPSET):
 
 def export_onnx(out_dir: str, model_config, variables: dict, opset: int = OPSET) -> str:
     """Write DIR/model.onnx (see `build_model`); returns its path."""
-    import os
-
     path = os.path.join(out_dir, "model.onnx")
     with open(path, "wb") as f:
         f.write(build_model(model_config, variables, opset).SerializeToString())

@@ -16,9 +16,10 @@ frame is matched to R's mean and spread. The colour map's range follows the same
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import cv2
@@ -189,6 +190,16 @@ def _writer(path: str, fps: float, width: int, height: int):
     return writer
 
 
+def _frames(capture, first: np.ndarray) -> Iterator[np.ndarray]:
+    """`first`, then every frame `capture` still decodes, as (H, W, 3) uint8 RGB."""
+    frame = first
+    while frame is not None:
+        yield _to_rgb(frame)
+        ok, frame = capture.read()
+        if not ok:
+            return
+
+
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 2:
         frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
@@ -241,18 +252,9 @@ def predict_video(model: LoadedModel, path: str, out_dir: str, size: int | None 
     bar = tqdm(total=expected or None, unit="frame", desc=os.path.basename(path),
                file=sys.stderr, disable=not sys.stderr.isatty())
     done, stopped = 0, False
+    frames_left = _frames(capture, frame)
     try:
-        while frame is not None:
-            frames = [_to_rgb(frame)]
-            while len(frames) < batch_size:
-                ok, frame = capture.read()
-                if not ok or frame is None:
-                    frame = None
-                    break
-                frames.append(_to_rgb(frame))
-            else:
-                ok, frame = capture.read()
-                frame = frame if ok else None
+        while frames := list(itertools.islice(frames_left, batch_size)):
             inputs = np.stack([model_input(f, h, w) for f in frames])
             count = len(frames)
             padded = np.concatenate(

@@ -72,6 +72,27 @@ def _shared_dir(tmp_path_factory) -> pathlib.Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def _like_trained(variables: dict, seed: int, shift: float = 0.05) -> dict:
+    """`variables` as NumPy with BatchNorm statistics like a trained model's (variances
+    scaled by 0.5-2, means moved by N(0, shift)), so that a wrong statistic or a missed
+    layer shows in the output. Returns a new tree; the params are the same arrays."""
+    import jax
+
+    variables = jax.tree.map(np.asarray, variables)
+    rng = np.random.default_rng(seed)
+    variables["batch_stats"] = jax.tree_util.tree_map_with_path(
+        lambda path, x: (x * rng.uniform(0.5, 2.0, x.shape) if path[-1].key == "var"
+                         else x + rng.normal(0, shift, x.shape)).astype(np.float32),
+        variables["batch_stats"])
+    return variables
+
+
+@pytest.fixture(scope="session")
+def like_trained():
+    """like_trained(variables, seed, shift=0.05): see `_like_trained`."""
+    return _like_trained
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
     """TFDS data_dir with synthetic_scenes/tiny built, once for the whole session."""

@@ -19,16 +19,10 @@ TINY_MODEL = ml_collections.ConfigDict(
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(like_trained):
     model, variables = create_variables(TINY_MODEL, jax.random.PRNGKey(0))
     # Nonzero decoder output and non-trivial BatchNorm statistics, like a trained model.
-    variables = jax.tree.map(np.asarray, variables)
-    rng = np.random.default_rng(1)
-    stats = variables["batch_stats"]
-    variables["batch_stats"] = jax.tree_util.tree_map_with_path(
-        lambda path, x: (x * rng.uniform(0.5, 2.0, x.shape) if path[-1].key == "var"
-                         else x + rng.normal(0, 0.05, x.shape)).astype(np.float32), stats)
-    return model, variables
+    return model, like_trained(variables, seed=1)
 
 
 @pytest.fixture(scope="module")

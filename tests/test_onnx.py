@@ -27,24 +27,28 @@ def _config(depth: int, dtype: str = "float32") -> ml_collections.ConfigDict:
                                       "dtype": dtype, "pretrained": ""})
 
 
-def _variables(depth: int) -> dict:
-    """Random DepthNet variables with BatchNorm statistics far from (0, 1) and a decoder
-    output of order one, so that a wrong statistic or a missed layer shows."""
-    _, variables = create_variables(_config(depth), jax.random.PRNGKey(depth))
-    variables = jax.tree.map(np.asarray, variables)
-    rng = np.random.default_rng(depth)
-    variables["batch_stats"] = jax.tree_util.tree_map_with_path(
-        lambda path, x: (x * rng.uniform(0.5, 2.0, x.shape) if path[-1].key == "var"
-                         else x + rng.normal(0, 0.1, x.shape)).astype(np.float32),
-        variables["batch_stats"])
-    head = variables["params"]["decoder"]["output"]["conv2"]
-    head["kernel"] = (head["kernel"] * 100).astype(np.float32)
-    return variables
+@pytest.fixture(scope="module")
+def variables_of(like_trained):
+    """variables_of(depth): random DepthNet variables with BatchNorm statistics far from
+    (0, 1) and a decoder output of order one, so that a wrong statistic or a missed layer
+    shows. One draw per depth for the module; each call returns a new tree of its arrays."""
+    drawn = {}
+
+    def make(depth: int) -> dict:
+        if depth not in drawn:
+            _, variables = create_variables(_config(depth), jax.random.PRNGKey(depth))
+            variables = like_trained(variables, seed=depth, shift=0.1)
+            head = variables["params"]["decoder"]["output"]["conv2"]
+            head["kernel"] = (head["kernel"] * 100).astype(np.float32)
+            drawn[depth] = variables
+        return jax.tree.map(lambda x: x, drawn[depth])
+
+    return make
 
 
 @pytest.fixture(scope="module", params=[18, 50])
-def model(request):
-    return inference.LoadedModel(_config(request.param), _variables(request.param), 64)
+def model(request, variables_of):
+    return inference.LoadedModel(_config(request.param), variables_of(request.param), 64)
 
 
 def _live(loaded: inference.LoadedModel, x: np.ndarray) -> np.ndarray:
@@ -83,8 +87,8 @@ def test_graph_declares_dynamic_sizes_and_the_model_config(model):
     assert stored == n_params + 3 + 3 + 1 + 4 * 5  # + mean, std, squeeze axis, 5 x scales
 
 
-def test_bfloat16_models_export_in_float32(tmp_path):
-    variables = _variables(18)
+def test_bfloat16_models_export_in_float32(tmp_path, variables_of):
+    variables = variables_of(18)
     loaded = inference.LoadedModel(_config(18, "bfloat16"), variables, 64)
     lines = []
     export.export_all(str(tmp_path), loaded, formats=("onnx",), log=lines.append)
@@ -94,8 +98,8 @@ def test_bfloat16_models_export_in_float32(tmp_path):
     np.testing.assert_allclose(session.run(None, {"images": x})[0], _live(f32, x), atol=1e-4)
 
 
-def test_params_that_do_not_fit_the_graph_are_errors():
-    variables = _variables(18)
+def test_params_that_do_not_fit_the_graph_are_errors(variables_of):
+    variables = variables_of(18)
     extra = jax.tree.map(lambda x: x, variables)
     extra["params"]["decoder"]["new_head"] = {"kernel": np.zeros((3, 3, 16, 1), np.float32)}
     with pytest.raises(ValueError, match="does not use.*new_head"):
@@ -116,10 +120,11 @@ def test_a_missing_extra_is_named_before_anything_is_written(model, tmp_path, mo
     assert not out.exists()
 
 
-def test_export_cli_and_the_readme_example_without_jax_or_tf(tmp_path, capsys, monkeypatch):
+def test_export_cli_and_the_readme_example_without_jax_or_tf(tmp_path, capsys, monkeypatch,
+                                                            variables_of):
     params = tmp_path / "params"
     params.mkdir()
-    config, variables = _config(18), _variables(18)
+    config, variables = _config(18), variables_of(18)
     params_io.write_model_json(str(params), config, 64)
     params_io.save_msgpack(str(params), variables)
     monkeypatch.chdir(tmp_path)

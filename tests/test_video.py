@@ -117,14 +117,9 @@ def test_render_sequence_is_the_scene_seen_moving():
 
 
 @pytest.fixture(scope="module")
-def params_dir(tmp_path_factory):
+def params_dir(tmp_path_factory, like_trained):
     _, variables = create_variables(TINY_MODEL, jax.random.PRNGKey(0))
-    variables = jax.tree.map(np.asarray, variables)
-    rng = np.random.default_rng(1)
-    variables["batch_stats"] = jax.tree_util.tree_map_with_path(
-        lambda path, x: (x * rng.uniform(0.5, 2.0, x.shape) if path[-1].key == "var"
-                         else x + rng.normal(0, 0.05, x.shape)).astype(np.float32),
-        variables["batch_stats"])
+    variables = like_trained(variables, seed=1)
     out = tmp_path_factory.mktemp("params")
     params_io.write_model_json(str(out), TINY_MODEL, 64)
     params_io.save_msgpack(str(out), variables)
