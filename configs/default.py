@@ -38,7 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
     })
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "synthetic_scenes/160"  # TFDS name: "synthetic_scenes/160", "redweb"
+    # TFDS name: "synthetic_scenes/v2" (the built-in scenes; "synthetic_scenes/160" is the
+    # first, simpler layout), "redweb", ...
+    config.data.name = "synthetic_scenes/v2"
     config.data.data_dir = ""  # TFDS data_dir ("" = ~/tensorflow_datasets)
     config.data.manual_dir = ""  # where the ReDWeb folder or archive is (redweb only)
     # Several datasets mixed for training, "NAME:WEIGHT,NAME:WEIGHT" (e.g. "synthetic:0.7,
@@ -50,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.scale_max = 1.5
     config.data.flip = True  # random horizontal flips (image and depth together)
     config.data.color_jitter = 0.2  # brightness delta, contrast and saturation +- this
+    # camera degradations, each on half the training images (0 = off; pipeline.degrade)
+    config.data.blur = 0.0  # Gaussian blur, sigma up to this many pixels
+    config.data.noise = 0.0  # Gaussian sensor noise, std up to this (image in [0, 1])
+    config.data.jpeg = 0  # JPEG re-encoding at a quality from this to 95
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adamw"  # "adamw" or "sgd"

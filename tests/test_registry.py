@@ -10,8 +10,9 @@ from depthsense_jax.data.target import INVALID, SKY, VALID
 
 
 @pytest.mark.parametrize("name, short, full", [
-    ("synthetic", "synthetic", "synthetic_scenes/160"),
-    ("synthetic_scenes", "synthetic", "synthetic_scenes/160"),
+    ("synthetic", "synthetic", "synthetic_scenes/v2"),
+    ("synthetic_scenes", "synthetic", "synthetic_scenes/v2"),
+    ("synthetic_scenes/160", "synthetic", "synthetic_scenes/160"),
     ("synthetic_scenes/tiny", "synthetic", "synthetic_scenes/tiny"),
     ("redweb", "redweb", "redweb"),
 ])

@@ -45,9 +45,10 @@ def format_input(t: InputTiming) -> str:
             f"{d['ms_per_batch']:.1f} ms/batch) over {t.batches} batches")
 
 
-def bench_render(num: int = 200, size: int = 160) -> float:
-    """Images/s of the synthetic scene renderer at size x size (one process; run with
-    OMP_NUM_THREADS=1 taskset -c 0 for a strict single-core figure)."""
+def bench_render(num: int = 200, size: int = 160, families: tuple[str, ...] = ()) -> float:
+    """Images/s of the synthetic scene renderer at size x size for the scenes of
+    ``families`` (empty: the first layout); one process; run with OMP_NUM_THREADS=1
+    taskset -c 0 for a strict single-core figure."""
     from depthsense_jax.data.synthetic import benchmark_render
 
-    return benchmark_render(num, size)
+    return benchmark_render(num, size, families)

@@ -76,10 +76,23 @@ def _input(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from depthsense_jax.bench import input as input_bench
 
-    rate = input_bench.bench_render(args.num, args.size)
+    families = _families(args.scenes)
+    rate = input_bench.bench_render(args.num, args.size, families)
+    which = f"families {','.join(families)}" if families else "the first layout (config 160)"
     print(f"synthetic renderer: {rate:.1f} images/s at {args.size}x{args.size} "
-          f"({args.num} scenes)")
+          f"({args.num} scenes, {which})")
     return 0
+
+
+def _families(scenes: str) -> tuple[str, ...]:
+    """--scenes: "v1" (the first layout), "v2" (every family) or a comma list of families."""
+    from depthsense_jax.data.synthetic.worlds import FAMILIES
+
+    if scenes == "v1":
+        return ()
+    if scenes == "v2":
+        return tuple(FAMILIES)
+    return tuple(f.strip() for f in scenes.split(",") if f.strip())
 
 
 def add(commands) -> None:
@@ -158,4 +171,8 @@ def add(commands) -> None:
     render.add_argument("--num", type=positive_int, default=200, help="scenes (default 200)")
     render.add_argument("--size", type=positive_int, default=160,
                         help="height = width (default 160)")
+    render.add_argument("--scenes", default="v2",
+                        help="v2 (every scene family, the synthetic_scenes/v2 data; default), "
+                        "v1 (the first layout, synthetic_scenes/160) or families, e.g. "
+                        "indoor,street")
     render.set_defaults(func=_render)

@@ -11,6 +11,7 @@ decoded stream.
 
 from __future__ import annotations
 
+import math
 import os
 
 import ml_collections
@@ -48,8 +49,9 @@ def _crop(image, depth, validity, top, left, size):
 def augment(image, depth, validity, seed, size: int, cfg: ml_collections.ConfigDict):
     """Training augmentation of one example, deterministic in `seed` ((2,) int):
     random scale of the short side in [scale_min, scale_max] x size and random crop to
-    size x size (image, depth and validity alike), horizontal flip of all three, colour
-    jitter on the image only."""
+    size x size (image, depth and validity alike), horizontal flip of all three; on the image
+    only: colour jitter, then (each on half the images, when switched on) Gaussian blur,
+    sensor noise and JPEG re-encoding (`degrade`)."""
     seeds = tf.random.experimental.stateless_split(seed, 8)
     scale = tf.random.stateless_uniform([], seeds[0], cfg.scale_min, cfg.scale_max)
     short_side = tf.cast(tf.math.ceil(scale * size), tf.int32)
@@ -74,7 +76,52 @@ def augment(image, depth, validity, seed, size: int, cfg: ml_collections.ConfigD
         image = tf.image.adjust_saturation(
             image, tf.random.stateless_uniform([], seeds[6], 1 - jitter, 1 + jitter))
         image = tf.clip_by_value(image, 0.0, 1.0)
+    image = degrade(image, seeds[7], cfg)
     return image, depth, validity
+
+
+def _gaussian_kernel(sigma: tf.Tensor, radius: int) -> tf.Tensor:
+    x = tf.range(-radius, radius + 1, dtype=tf.float32)
+    k = tf.exp(-0.5 * tf.square(x / tf.maximum(sigma, 1e-3)))
+    return k / tf.reduce_sum(k)
+
+
+def degrade(image: tf.Tensor, seed: tf.Tensor, cfg: ml_collections.ConfigDict) -> tf.Tensor:
+    """Camera degradations of one image (H, W, 3) float32 in [0, 1], deterministic in
+    `seed`, each drawn for half the images: Gaussian blur of sigma U(0, cfg.blur) pixels,
+    Gaussian sensor noise of std U(0, cfg.noise), JPEG re-encoding at quality
+    U(cfg.jpeg, 95). A setting of 0 switches its degradation off."""
+    seeds = tf.random.experimental.stateless_split(seed, 6)
+
+    def coin(k):
+        return tf.random.stateless_uniform([], seeds[k]) < 0.5
+
+    if cfg.get("blur", 0.0) > 0:
+        radius = max(1, int(math.ceil(2.5 * cfg.blur)))
+        sigma = tf.random.stateless_uniform([], seeds[1], 0.0, cfg.blur)
+        k = _gaussian_kernel(sigma, radius)
+        kernel = tf.tile(k[:, None, None, None], [1, 1, 3, 1])
+
+        def blur(img):
+            padded = tf.pad(img[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]],
+                            mode="SYMMETRIC")
+            out = tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
+            out = tf.nn.depthwise_conv2d(out, tf.transpose(kernel, [1, 0, 2, 3]),
+                                         [1, 1, 1, 1], "VALID")
+            return out[0]
+
+        image = tf.cond(coin(0), lambda: blur(image), lambda: image)
+    if cfg.get("noise", 0.0) > 0:
+        std = tf.random.stateless_uniform([], seeds[3], 0.0, cfg.noise)
+        noisy = image + std * tf.random.stateless_normal(tf.shape(image), seeds[4])
+        image = tf.where(coin(2), tf.clip_by_value(noisy, 0.0, 1.0), image)
+    if cfg.get("jpeg", 0) > 0:
+        quality = int(cfg.jpeg)
+        image = tf.cond(
+            coin(5),
+            lambda: tf.image.stateless_random_jpeg_quality(image, quality, 95, seeds[5]),
+            lambda: image)
+    return image
 
 
 def evaluation_resize(image, depth, validity, size: int):

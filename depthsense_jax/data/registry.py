@@ -79,7 +79,7 @@ DATASETS = {
     spec.name: spec
     for spec in (
         DatasetSpec(
-            name="synthetic", tfds_name="synthetic_scenes", default_config="160",
+            name="synthetic", tfds_name="synthetic_scenes", default_config="v2",
             kind="relative", decode_target=lambda e: synthetic_builder.decode_target(e["depth"]),
             description="built-in rendered scenes with exact depth (generated on first use)"),
         DatasetSpec(

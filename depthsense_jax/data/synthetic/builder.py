@@ -11,6 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from depthsense_jax.data.synthetic.scenes import render_scene
+from depthsense_jax.data.synthetic.worlds import FAMILIES
 from depthsense_jax.data.target import INVALID, SKY, VALID
 
 
@@ -27,12 +28,14 @@ def decode_target(stored: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
 
 @dataclasses.dataclass(eq=False)
 class SyntheticScenesConfig(tfds.core.BuilderConfig):
-    """Image size in pixels and number of scenes per split."""
+    """Image size in pixels, number of scenes per split, and the scene families drawn
+    (`worlds.FAMILIES`; empty = the first layout, `scenes.random_scene`)."""
 
     height: int = 160
     width: int = 160
     num_train: int = 4000
     num_validation: int = 400
+    families: tuple[str, ...] = ()
 
 
 class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
@@ -40,17 +43,26 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
 
     Features: ``image`` (H, W, 3) uint8; ``depth`` (H, W) float32 relative inverse depth
     (larger = nearer, max 1 per image, 0 = sky: see `decode_target`); ``file_name`` (text,
-    unique). Scene i of a split is ``render_scene(SPLIT_SEEDS[split], i, (H, W))``; nothing
-    is downloaded.
+    unique). Scene i of a split is ``render_scene(SPLIT_SEEDS[split], i, (H, W), families)``;
+    nothing is downloaded.
     """
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: spheres, boxes, cylinders, ground, walls."}
+    RELEASE_NOTES = {"1.0.0": "Initial release: spheres, boxes, cylinders, ground, walls; "
+                              "configs v2 and v2_tiny add the scene families of `worlds`."}
     BUILDER_CONFIGS = [
         SyntheticScenesConfig(name="160", description="4,000 train / 400 validation, 160x160."),
         SyntheticScenesConfig(
             name="tiny", description="64 train / 16 validation, 64x64 (tests).",
             height=64, width=64, num_train=64, num_validation=16,
+        ),
+        SyntheticScenesConfig(
+            name="v2", description="4,000 train / 400 validation, 160x160, of every scene "
+            "family (objects, indoor, terrain, street, closeup).", families=tuple(FAMILIES),
+        ),
+        SyntheticScenesConfig(
+            name="v2_tiny", description="64 train / 16 validation, 64x64, every family (tests).",
+            height=64, width=64, num_train=64, num_validation=16, families=tuple(FAMILIES),
         ),
     ]
     SPLIT_SEEDS = {"train": 0, "validation": 1}
@@ -82,7 +94,7 @@ class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
         cfg = self.builder_config
         seed = self.SPLIT_SEEDS[split]
         for i in range(num):
-            scene = render_scene(seed, i, (cfg.height, cfg.width))
+            scene = render_scene(seed, i, (cfg.height, cfg.width), cfg.families)
             key = f"{split}_{i:06d}"
             yield key, {
                 "image": scene["image"],

@@ -21,7 +21,8 @@ Vec = tuple[float, float, float]
 
 @dataclasses.dataclass(frozen=True)
 class Camera:
-    """Pinhole camera. ``focal`` in pixels; ``pitch`` > 0 looks down, ``yaw`` about +y (rad)."""
+    """Pinhole camera. ``focal`` in pixels; ``pitch`` > 0 looks down, ``yaw`` about +y,
+    ``roll`` > 0 turns the picture clockwise about the optical axis (radians)."""
 
     height: int
     width: int
@@ -29,6 +30,7 @@ class Camera:
     position: Vec
     pitch: float
     yaw: float
+    roll: float = 0.0
 
     def basis(self) -> tuple[Vec, Vec, Vec]:
         """World-frame unit vectors of the camera's x (right), y (down) and z (forward) axes."""
@@ -37,6 +39,12 @@ class Camera:
         forward = (sy * cp, -sp, cy * cp)
         down = (-sy * sp, -cp, -cy * sp)
         right = (-cy, 0.0, sy)  # down x forward, so the basis is a proper rotation
+        if self.roll:
+            sr, cr = math.sin(self.roll), math.cos(self.roll)
+            right, down = (
+                tuple(cr * r + sr * d for r, d in zip(right, down, strict=True)),
+                tuple(cr * d - sr * r for r, d in zip(right, down, strict=True)),
+            )
         return right, down, forward
 
     def normalised_coords(self) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +71,10 @@ def camera_rays(cam: Camera) -> Rays:
     xs, ys = xn[None, :], yn[:, None]
     (rx, ry, rz), (ux, uy, uz), (fx, fy, fz) = cam.basis()
     dx = xs * F32(rx) + (ys * F32(ux) + F32(fx))
-    dy = np.broadcast_to(ys * F32(uy) + F32(fy), (cam.height, cam.width))  # rx's y part is 0
+    if ry == 0.0:  # no roll: the right axis is horizontal
+        dy = np.broadcast_to(ys * F32(uy) + F32(fy), (cam.height, cam.width))
+    else:
+        dy = xs * F32(ry) + (ys * F32(uy) + F32(fy))
     dz = xs * F32(rz) + (ys * F32(uz) + F32(fz))
     dd = xs * xs + (ys * ys + F32(1.0))
     return Rays(dx, dy, dz, dd)

@@ -1,5 +1,6 @@
-"""Scenes and their rendering: a z-buffer ray cast, Lambertian sun with hard shadows plus
-ambient light, exponential fog, a gradient sky, and relative inverse depth.
+"""Scenes and their rendering: a z-buffer ray cast, Lambertian sun with hard or softened
+shadows, ambient (optionally from the sky above), fill lights and point lamps, exponential
+fog, a gradient sky, a camera white balance, and relative inverse depth.
 
 `render` returns ``image`` (H, W, 3) uint8 RGB, ``depth`` (H, W) float32 relative inverse
 depth ``(1 / z) / max(1 / z)`` over the valid pixels (0 on sky) and ``mask`` (H, W) bool.
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 
 from depthsense_jax.data.synthetic.camera import F32, Z_FAR, Camera, Rays, Vec, camera_rays
-from depthsense_jax.data.synthetic.shapes import INF, Box, Cylinder, Plane, Sphere
+from depthsense_jax.data.synthetic.shapes import INF, Box, Cylinder, HeightField, Plane, Sphere
 from depthsense_jax.data.synthetic.textures import Texture, _sample
 
 SHADOW_OFFSET = 2e-3  # shadow rays start this far along the normal (world units)
@@ -24,18 +25,36 @@ SHADOW_OFFSET = 2e-3  # shadow rays start this far along the normal (world units
 class Surface:
     """A shape and its texture; ``casts_shadow`` False leaves it out of the shadow test."""
 
-    shape: Plane | Sphere | Box | Cylinder
+    shape: Plane | Sphere | Box | Cylinder | HeightField
     texture: Texture
     casts_shadow: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
+class Lamp:
+    """A point light at ``position`` (world units) of linear-RGB ``color`` at distance 0,
+    falling off as 1 / (1 + (distance / reach)^2); it casts no shadows."""
+
+    position: Vec
+    color: tuple[float, float, float]
+    reach: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
 class Light:
-    """Sun ``direction`` (unit, towards the light), linear-RGB ``sun`` and ``ambient``."""
+    """Sun ``direction`` (unit, towards the light), linear-RGB ``sun`` and ``ambient``.
+
+    ``hemisphere`` in [0, 1] makes the ambient light come from above: a surface facing up
+    gets all of it, one facing down 1 - hemisphere of it (0: the same from everywhere).
+    ``fill`` lights are extra directional lights (direction, colour) without shadows;
+    ``lamps`` are point lights."""
 
     direction: Vec
     sun: tuple[float, float, float] = (1.0, 1.0, 1.0)
     ambient: tuple[float, float, float] = (0.3, 0.3, 0.3)
+    hemisphere: float = 0.0
+    fill: tuple[tuple[Vec, tuple[float, float, float]], ...] = ()
+    lamps: tuple[Lamp, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +69,12 @@ class Scene:
     fog_density: float = 0.0
     fog_color: tuple[float, float, float] = (0.75, 0.8, 0.85)
     shadows: bool = True
+    # penumbra: the sun's visibility is blurred over this many pixels (Gaussian sigma; 0 =
+    # hard shadows), a cheap stand-in for an area light
+    shadow_blur: float = 0.0
+    # camera response: linear colour x white_balance x exposure before the gamma
+    white_balance: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    exposure: float = 1.0
 
 
 def _screen_rect(cam: Camera, center: Vec, radius: float) -> tuple[int, int, int, int] | None:
@@ -94,7 +119,11 @@ def trace(scene: Scene, rays: Rays | None = None) -> tuple[np.ndarray, np.ndarra
             if rect is None:
                 continue
             sl = (slice(rect[0], rect[1]), slice(rect[2], rect[3]))
-            t = surf.shape.intersect(o, (rays.dx[sl], rays.dy[sl], rays.dz[sl]), rays.dd[sl])
+            d = (rays.dx[sl], rays.dy[sl], rays.dz[sl])
+            if isinstance(surf.shape, HeightField):  # marched only up to the nearest hit
+                t = surf.shape.intersect(o, d, rays.dd[sl], t_max=zbuf[sl])
+            else:
+                t = surf.shape.intersect(o, d, rays.dd[sl])
             closer = t < zbuf[sl]
             np.copyto(zbuf[sl], t, where=closer)
             np.copyto(ids[sl], np.int16(k), where=closer)
@@ -175,8 +204,31 @@ def _surface_colors(
     lam = np.maximum(nx * lx + ny * ly + nz * lz, F32(0))
     if scene.shadows:
         lit = np.flatnonzero(lam > 0)
-        lam[lit[_shadowed(scene, px[lit], py[lit], pz[lit], nx[lit], ny[lit], nz[lit])]] = 0
-    shade = np.asarray(light.ambient, F32) + lam[:, None] * np.asarray(light.sun, F32)
+        blocked = lit[_shadowed(scene, px[lit], py[lit], pz[lit], nx[lit], ny[lit], nz[lit])]
+        if scene.shadow_blur > 0 and blocked.size:
+            seen = np.ones(cam.height * cam.width, F32)
+            seen[pix[blocked]] = 0
+            seen = cv2.GaussianBlur(seen.reshape(cam.height, cam.width), (0, 0),
+                                    scene.shadow_blur).ravel()
+            lam *= seen[pix]
+        else:
+            lam[blocked] = 0
+    ambient = np.asarray(light.ambient, F32)
+    if light.hemisphere > 0:
+        sky_part = F32(1) - F32(0.5 * light.hemisphere) * (F32(1) - ny)
+        shade = sky_part[:, None] * ambient + lam[:, None] * np.asarray(light.sun, F32)
+    else:
+        shade = ambient + lam[:, None] * np.asarray(light.sun, F32)
+    for direction, fill_color in light.fill:
+        fx, fy, fz = (F32(c) for c in direction)
+        shade += np.maximum(nx * fx + ny * fy + nz * fz, F32(0))[:, None] \
+            * np.asarray(fill_color, F32)
+    for lamp in light.lamps:
+        qx, qy, qz = (F32(c) - p for c, p in zip(lamp.position, (px, py, pz), strict=True))
+        dist2 = qx * qx + qy * qy + qz * qz
+        cos = np.maximum(nx * qx + ny * qy + nz * qz, F32(0)) / np.sqrt(dist2 + F32(1e-12))
+        fall = cos / (F32(1) + dist2 * F32(1.0 / lamp.reach**2))
+        shade += fall[:, None] * np.asarray(lamp.color, F32)
     color = albedo * shade
     if scene.fog_density > 0:
         keep = np.exp(-F32(scene.fog_density) * zv)[:, None]
@@ -202,6 +254,8 @@ def render(scene: Scene, with_z: bool = False) -> dict[str, np.ndarray]:
     if pix.size:
         inv = F32(1) / z.ravel()[pix]
         depth[pix] = inv / inv.max()
+    if scene.white_balance != (1.0, 1.0, 1.0) or scene.exposure != 1.0:
+        color *= np.asarray(scene.white_balance, F32) * F32(scene.exposure)
     # linear -> display values with gamma 2; convertScaleAbs rounds and saturates to uint8
     image = cv2.convertScaleAbs(cv2.sqrt(color.reshape(cam.height, cam.width, 3)), alpha=255)
     depth = depth.reshape(cam.height, cam.width)

@@ -18,6 +18,7 @@ from depthsense_jax.data.synthetic.camera import Camera, Vec
 from depthsense_jax.data.synthetic.renderer import Light, Scene, Surface, render
 from depthsense_jax.data.synthetic.shapes import Box, Cylinder, Plane, Sphere, _dot
 from depthsense_jax.data.synthetic.textures import random_texture
+from depthsense_jax.data.synthetic.worlds import random_world
 from depthsense_jax.viz import colorize
 
 
@@ -146,24 +147,35 @@ def random_scene(rng: np.random.Generator, size: int | tuple[int, int] = 160) ->
     )
 
 
-def render_scene(seed: int, index: int, size: int | tuple[int, int] = 160) -> dict[str, np.ndarray]:
-    """Render scene ``index`` of the stream ``seed``; deterministic in (seed, index).
+def scene_for(seed: int, index: int, size: int | tuple[int, int] = 160,
+              families: Sequence[str] = ()) -> Scene:
+    """The scene `render_scene` renders: `random_scene` when ``families`` is empty (the
+    first dataset), else `worlds.random_world` over those families."""
+    rng = np.random.default_rng([seed, index])
+    return random_world(rng, size, families) if families else random_scene(rng, size)
+
+
+def render_scene(seed: int, index: int, size: int | tuple[int, int] = 160,
+                 families: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """Render scene ``index`` of the stream ``seed``; deterministic in its arguments.
 
     Args:
       seed, index: non-negative ints; the scene comes from ``np.random.default_rng([seed, index])``.
       size: image size, an int for square images or (height, width).
+      families: scene families of `worlds.FAMILIES` ("indoor", "terrain", ...) to draw from;
+        empty = the first dataset's layout (`random_scene`).
 
     Returns:
       ``image`` (H, W, 3) uint8 RGB; ``depth`` (H, W) float32 relative inverse depth
       ``(1/z) / max(1/z)`` (z = camera-space depth), in (0, 1] on valid pixels with max exactly
       1, 0 on sky; ``mask`` (H, W) bool, True where a surface was hit.
     """
-    return render(random_scene(np.random.default_rng([seed, index]), size))
+    return render(scene_for(seed, index, size, families))
 
 
 def render_sequence(seed: int, index: int, num_frames: int = 48,
                     size: int | tuple[int, int] = (192, 256), truck: float = 0.03,
-                    pan: float = 0.004) -> dict[str, np.ndarray]:
+                    pan: float = 0.004, families: Sequence[str] = ()) -> dict[str, np.ndarray]:
     """Scene ``index`` of stream ``seed`` (the scene `render_scene` draws) seen by a moving
     camera: each frame it slides ``truck`` world units to its right and turns ``pan``
     radians to the left (parallax and objects crossing the view, nothing entering the
@@ -174,7 +186,7 @@ def render_sequence(seed: int, index: int, num_frames: int = 48,
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be positive, got {num_frames}")
-    scene = random_scene(np.random.default_rng([seed, index]), size)
+    scene = scene_for(seed, index, size, families)
     cam = scene.camera
     right = np.asarray(cam.basis()[0])
     frames = []
@@ -192,28 +204,30 @@ def render_sequence(seed: int, index: int, num_frames: int = 48,
 # ----------------------------------------------------------------------------- tools
 
 
-def benchmark_render(num: int = 200, size: int = 160) -> float:
-    """Images per second of `render_scene` (wall clock, this process, OpenCV on 1 thread).
+def benchmark_render(num: int = 200, size: int = 160, families: Sequence[str] = ()) -> float:
+    """Images per second of `render_scene` (wall clock, this process, OpenCV on 1 thread)
+    for the scenes of ``families`` (empty: the first dataset's).
 
     NumPy's element-wise kernels are single-threaded; run with ``OMP_NUM_THREADS=1`` for a
     strict single-core figure."""
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
-        render_scene(0, 0, size)  # warm-up
+        render_scene(0, 0, size, families)  # warm-up
         start = time.perf_counter()
         for i in range(num):
-            render_scene(12345, i, size)
+            render_scene(12345, i, size, families)
         return num / (time.perf_counter() - start)
     finally:
         cv2.setNumThreads(threads)
 
 
-def save_samples(path: str | Path, seed: int = 0, size: int = 160) -> Path:
-    """Save three scenes of stream ``seed`` as one PNG: rows of image | depth colour map."""
+def save_samples(path: str | Path, seed: int = 0, size: int = 160,
+                 families: Sequence[str] = (), num: int = 3) -> Path:
+    """Save ``num`` scenes of stream ``seed`` as one PNG: rows of image | depth colour map."""
     rows = []
-    for i in range(3):
-        s = render_scene(seed, i, size)
+    for i in range(num):
+        s = render_scene(seed, i, size, families)
         # depth is already in [0, 1] with max 1 per image: a fixed range keeps it as rendered
         colour = colorize(s["depth"], mask=s["depth"] > 0, value_range=(0.0, 1.0))
         rows.append(np.concatenate([s["image"], colour], axis=1))
