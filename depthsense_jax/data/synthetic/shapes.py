@@ -55,6 +55,20 @@ def _nearest(t: np.ndarray, hit: np.ndarray) -> np.ndarray:
     return np.where(hit & (t > EPS), t, INF)
 
 
+def _slabs(slabs) -> np.ndarray:
+    """Ray-box hit by the slab method: ``slabs`` gives, per box axis, the ray origin and
+    direction along it (box frame) and the half size; the nearest hit or inf."""
+    near, far = None, None
+    for oi, di, h in slabs:
+        inv = F32(1.0) / di
+        t1 = (F32(-h) - oi) * inv
+        t2 = (F32(h) - oi) * inv
+        lo, hi = np.minimum(t1, t2), np.maximum(t1, t2)
+        near = lo if near is None else np.maximum(near, lo)
+        far = hi if far is None else np.minimum(far, hi)
+    return _nearest(near, near <= far)
+
+
 Rect = tuple[float, float, float, float]  # (u0, u1, v0, v1) in plane coordinates, world units
 
 
@@ -164,16 +178,8 @@ class Box:
         cx, cy, cz = self.center
         ox, oz = self._to_local(o[0] - F32(cx), o[2] - F32(cz))
         dx, dz = self._to_local(d[0], d[2])
-        near, far = None, None
-        for oi, di, hi in ((ox, dx, self.half[0]), (o[1] - F32(cy), d[1], self.half[1]),
-                           (oz, dz, self.half[2])):
-            inv = F32(1.0) / di
-            t1 = (F32(-hi) - oi) * inv
-            t2 = (F32(hi) - oi) * inv
-            lo, hi_t = np.minimum(t1, t2), np.maximum(t1, t2)
-            near = lo if near is None else np.maximum(near, lo)
-            far = hi_t if far is None else np.minimum(far, hi_t)
-        return _nearest(near, near <= far)
+        return _slabs(((ox, dx, self.half[0]), (o[1] - F32(cy), d[1], self.half[1]),
+                       (oz, dz, self.half[2])))
 
     def attributes(self, px, py, pz, scale):
         cx, cy, cz = self.center
@@ -208,16 +214,8 @@ class OrientedBox:
 
     def intersect(self, o, d, dd):
         q = [o[i] - F32(self.center[i]) for i in range(3)]
-        near, far = None, None
-        for axis, h in zip(self.axes, self.half, strict=True):
-            oi, di = _dot(axis, q), _dot(axis, d)
-            inv = F32(1.0) / di
-            t1 = (F32(-h) - oi) * inv
-            t2 = (F32(h) - oi) * inv
-            lo, hi_t = np.minimum(t1, t2), np.maximum(t1, t2)
-            near = lo if near is None else np.maximum(near, lo)
-            far = hi_t if far is None else np.minimum(far, hi_t)
-        return _nearest(near, near <= far)
+        return _slabs((_dot(axis, q), _dot(axis, d), h)
+                      for axis, h in zip(self.axes, self.half, strict=True))
 
     def attributes(self, px, py, pz, scale):
         q = (px - F32(self.center[0]), py - F32(self.center[1]), pz - F32(self.center[2]))

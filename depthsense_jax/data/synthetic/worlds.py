@@ -157,7 +157,7 @@ def _add_plant(surfaces: list[Surface], rng: np.random.Generator, cam: Camera, x
         surfaces.extend(Surface(s, leaf) for s in leaves)
 
 
-def _object_texture(rng: np.random.Generator, shape: Shape, tree_crown: bool) -> Texture:
+def _object_texture(rng: np.random.Generator, tree_crown: bool) -> Texture:
     if tree_crown:
         return _texture(rng, (0.3, 1.2), ("foliage",))
     return _texture(rng, (0.2, 1.5), OBJECT_KINDS)
@@ -169,7 +169,7 @@ def _add_things(surfaces: list[Surface], rng: np.random.Generator, cam: Camera,
     if all(_clear_of(cam, s) for s in things):
         crown = len(things) == 2
         for k, shape in enumerate(things):
-            surfaces.append(Surface(shape, _object_texture(rng, shape, crown and k == 1)))
+            surfaces.append(Surface(shape, _object_texture(rng, crown and k == 1)))
 
 
 def _finish(rng: np.random.Generator, cam: Camera, surfaces: list[Surface], light: Light,
