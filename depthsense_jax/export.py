@@ -12,7 +12,6 @@ Layout of an export folder (model.json and the params files: see `params_io`):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import jax
@@ -21,7 +20,7 @@ import ml_collections
 import numpy as np
 from flax import traverse_util
 
-from depthsense_jax import params_io
+from depthsense_jax import params_io, storage
 from depthsense_jax.inference import LoadedModel
 from depthsense_jax.models import infer, model_from_config
 
@@ -54,9 +53,8 @@ def export_jax(out_dir: str, model_config, variables: dict,
     spec = jax.ShapeDtypeStruct((b, 32 * h, 32 * w, 3), jnp.float32)
     exported = export.export(jax.jit(inference_fn(model_config, variables)),
                              platforms=platforms)(spec)
-    path = os.path.join(out_dir, "model.jax")
-    with open(path, "wb") as f:
-        f.write(exported.serialize())
+    path = storage.join(out_dir, "model.jax")
+    storage.write_bytes(path, exported.serialize())
     return path
 
 
@@ -64,13 +62,13 @@ def load_jax(path: str):
     """The jax.export.Exported of a model.jax file: `.call(images)` runs it."""
     from jax import export
 
-    with open(path, "rb") as f:
-        return export.deserialize(bytearray(f.read()))
+    return export.deserialize(bytearray(storage.read_bytes(path)))
 
 
 def export_savedmodel(out_dir: str, model_config, variables: dict) -> str:
     """A TF SavedModel (jax2tf, params as tf.Variables) in DIR/saved_model with the
-    signature serving_default(images: (None, None, None, 3) float32) -> depth."""
+    signature serving_default(images: (None, None, None, 3) float32) -> depth. TF writes
+    it to a local folder; under a URL its files are then uploaded."""
     import tensorflow as tf
     from jax.experimental import jax2tf
 
@@ -97,8 +95,9 @@ def export_savedmodel(out_dir: str, model_config, variables: dict) -> str:
         return {"depth": converted(module.params, images)}
 
     module.serve = serve
-    path = os.path.join(out_dir, "saved_model")
-    tf.saved_model.save(module, path, signatures={"serving_default": serve})
+    path = storage.join(out_dir, "saved_model")
+    with storage.staged_folder(path) as folder:
+        tf.saved_model.save(module, folder, signatures={"serving_default": serve})
     return path
 
 
@@ -126,7 +125,8 @@ def export_all(out_dir: str, model: LoadedModel, formats=DEFAULT_FORMATS,
         onnx_export.require_onnxruntime()
     tolerance = {**TOLERANCE, **(tolerance or {})}
     model_config, variables = model.model_config, model.variables
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = storage.normalize(storage.expand(out_dir))
+    storage.makedirs(out_dir)
     live = jax.jit(inference_fn(model_config, variables))
     rng = np.random.default_rng(0)
     inputs = [rng.random((b, h, w, 3), dtype=np.float32)
@@ -187,17 +187,11 @@ def export_all(out_dir: str, model: LoadedModel, formats=DEFAULT_FORMATS,
             import tensorflow as tf
 
             path = export_savedmodel(out_dir, model_config, variables)
-            served = tf.saved_model.load(path).signatures["serving_default"]
-            verdict = check_fn(
-                path, lambda x, f=served: f(images=tf.constant(x))["depth"].numpy(), fmt)
-        size = _size(path)
-        report[os.path.basename(path)] = path
-        log(f"  {os.path.basename(path):<20} {size / 2**20:9.2f} MiB  {verdict}")
+            with storage.local_folder(path) as folder:  # what was written, read back
+                served = tf.saved_model.load(folder).signatures["serving_default"]
+                verdict = check_fn(
+                    path, lambda x, f=served: f(images=tf.constant(x))["depth"].numpy(), fmt)
+        size = storage.getsize(path)
+        report[storage.basename(path)] = path
+        log(f"  {storage.basename(path):<20} {size / 2**20:9.2f} MiB  {verdict}")
     return report
-
-
-def _size(path: str) -> int:
-    if os.path.isfile(path):
-        return os.path.getsize(path)
-    return sum(os.path.getsize(os.path.join(root, f))
-               for root, _, files in os.walk(path) for f in files)

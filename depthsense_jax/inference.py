@@ -11,7 +11,7 @@ the photo's size (bilinear).
 from __future__ import annotations
 
 import dataclasses
-import glob
+import io
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from depthsense_jax import params_io, viz
+from depthsense_jax import params_io, storage, viz
 from depthsense_jax.models import MODEL_KEYS, infer, model_from_config
 
 FORMATS = ("png16", "color", "npy", "side")
@@ -168,24 +168,27 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
     A name that matches nothing is a ValueError."""
     paths: list[str] = []
     for item in inputs:
-        if os.path.isdir(item):
-            for root, _, files in os.walk(item):
-                paths += [os.path.join(root, f) for f in files
-                          if f.lower().endswith(IMAGE_SUFFIXES)]
-        elif os.path.isfile(item):
+        item = storage.expand(item)
+        if storage.isdir(item):
+            paths += [p for p in storage.walk_files(item)
+                      if storage.basename(p).lower().endswith(IMAGE_SUFFIXES)]
+        elif storage.isfile(item):
             paths.append(item)
         else:
-            matches = [p for p in glob.glob(item, recursive=True) if os.path.isfile(p)]
+            matches = [p for p in storage.glob(item) if storage.isfile(p)]
             if not matches:
+                if storage.is_url(item) and not storage.bucket_exists(item):
+                    raise storage.missing(item)
                 raise ValueError(f"input {item!r} is no file, folder or matching pattern")
             paths += matches
-    return sorted(dict.fromkeys(os.path.normpath(p) for p in paths))
+    return sorted(dict.fromkeys(
+        storage.normalize(p) if storage.is_url(p) else os.path.normpath(p) for p in paths))
 
 
 def read_photo(path: str) -> np.ndarray:
     """(H, W, 3) float32 RGB in [0, 1] as a viewer shows the file: EXIF rotation applied,
     8- or 16-bit, greyscale repeated, alpha dropped. ValueError if unreadable."""
-    data = np.fromfile(path, np.uint8)
+    data = np.frombuffer(storage.read_bytes(path), np.uint8)
     # These flags keep 16 bits and apply the EXIF orientation (IMREAD_UNCHANGED would not).
     image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR) if data.size else None
     if image is None:
@@ -218,24 +221,27 @@ def to_png16(depth: np.ndarray) -> np.ndarray:
 
 
 def _output_names(paths: Sequence[str]) -> dict[str, str]:
-    """Input path -> output stem, relative to the inputs' common folder (no collisions)."""
-    folders = [os.path.dirname(os.path.abspath(p)) for p in paths]
-    root = os.path.commonpath(folders) if folders else ""
-    return {p: os.path.splitext(os.path.relpath(os.path.abspath(p), root))[0] for p in paths}
+    """Input path -> output stem ('/'-separated), relative to the inputs' common folder (no
+    collisions); inputs may be files or URLs."""
+    parts = {p: storage.normalize(p).split("/") for p in paths}
+    common = [] if not parts else list(os.path.commonprefix(
+        [names[:-1] for names in parts.values()]))
+    return {p: os.path.splitext("/".join(names[len(common):]))[0]
+            for p, names in parts.items()}
 
 
 def write_outputs(stem: str, photo: np.ndarray, depth: np.ndarray, formats: Sequence[str],
                   colormap: str = "inferno") -> None:
     """Write `formats` of one prediction next to `stem`: STEM_depth.png (png16),
     STEM_color.png (color), STEM.npy (npy), STEM_side.png (photo | colour map)."""
-    os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
     color = None
     for fmt in formats:
         if fmt == "png16":
-            if not cv2.imwrite(stem + "_depth.png", to_png16(depth)):
-                raise OSError(f"could not write {stem}_depth.png")
+            viz.write_image(stem + "_depth.png", to_png16(depth))
         elif fmt == "npy":
-            np.save(stem + ".npy", depth.astype(np.float32))
+            buffer = io.BytesIO()
+            np.save(buffer, depth.astype(np.float32))
+            storage.write_bytes(stem + ".npy", buffer.getvalue())
         elif fmt in ("color", "side"):
             if color is None:
                 color = viz.colorize(depth, colormap=colormap)
@@ -288,7 +294,8 @@ def predict_files(model: LoadedModel, inputs: Sequence[str], out_dir: str,
         depths = predict(predictor, photos, size=size, batch_size=batch_size,
                          on_batch=bar.update)
         for path, photo, depth in zip(kept, photos, depths, strict=True):
-            write_outputs(os.path.join(out_dir, names[path]), photo, depth, formats, colormap)
+            write_outputs(storage.join(storage.expand(out_dir), *names[path].split("/")),
+                          photo, depth, formats, colormap)
             summary.written.append(path)
     bar.close()
     log(f"wrote {', '.join(formats)} for {len(summary.written)} photo(s) to {out_dir} "

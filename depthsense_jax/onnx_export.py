@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 
 import numpy as np
 
-from depthsense_jax import params_io
+from depthsense_jax import params_io, storage
 from depthsense_jax.models.resnet import STAGES
 
 OPSET = 17  # Resize with align_corners (>= 11) and Squeeze's axes input (>= 13); TensorRT 8.6+
@@ -200,9 +199,8 @@ def build_model(model_config, variables: dict, opset: int = OPSET):
 
 def export_onnx(out_dir: str, model_config, variables: dict, opset: int = OPSET) -> str:
     """Write DIR/model.onnx (see `build_model`); returns its path."""
-    path = os.path.join(out_dir, "model.onnx")
-    with open(path, "wb") as f:
-        f.write(build_model(model_config, variables, opset).SerializeToString())
+    path = storage.join(out_dir, "model.onnx")
+    storage.write_bytes(path, build_model(model_config, variables, opset).SerializeToString())
     return path
 
 
@@ -212,4 +210,5 @@ def load_onnx(path: str, threads: int | None = None):
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    model = storage.read_bytes(path) if storage.is_url(path) else path
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

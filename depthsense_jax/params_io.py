@@ -1,6 +1,6 @@
 """Params on disk: what rebuilds a model (model.json), its variables as msgpack or
 safetensors, and the variables of a training workdir's checkpoint, restored without building
-an optimizer.
+an optimizer. Every folder and file may be local or a URL (gs://...).
 
 An export folder (`depthsense export`) holds:
   model.json            the DepthNet fields (encoder_depth, width, fusion_channels, dtype) and
@@ -12,7 +12,6 @@ An export folder (`depthsense export`) holds:
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 
 import jax
@@ -21,6 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization, traverse_util
 
+from depthsense_jax import storage
 from depthsense_jax import workdir as workdir_lib
 from depthsense_jax.models import MODEL_KEYS, model_from_config, variable_shapes
 
@@ -34,19 +34,17 @@ def model_config_dict(model_config) -> dict:
 
 def write_model_json(out_dir: str, model_config, image_size: int | None = None) -> str:
     """DIR/model.json: the DepthNet fields, and the training image_size when known."""
-    path = os.path.join(out_dir, "model.json")
+    path = storage.join(out_dir, "model.json")
     data = model_config_dict(model_config)
     if image_size:
         data["image_size"] = int(image_size)
-    with open(path, "w") as f:
-        json.dump(data, f, indent=2)
+    storage.write_text(path, json.dumps(data, indent=2))
     return path
 
 
 def read_model_json(path: str) -> ml_collections.ConfigDict:
     """The model config of a model.json (extra keys such as image_size are ignored)."""
-    with open(path) as f:
-        data = json.load(f)
+    data = json.loads(storage.read_text(path))
     missing = [k for k in MODEL_KEYS if k not in data]
     if missing:
         raise ValueError(f"{path}: model config lacks {missing}; expected the keys "
@@ -56,10 +54,10 @@ def read_model_json(path: str) -> ml_collections.ConfigDict:
 
 def trained_size(path: str) -> int | None:
     """The image_size recorded in an export folder's model.json (None if absent)."""
-    folder = path if os.path.isdir(path) else os.path.dirname(path)
+    folder = path if storage.isdir(path) else storage.dirname(path)
     try:
-        with open(os.path.join(folder, "model.json")) as f:
-            return json.load(f).get("image_size")
+        return json.loads(storage.read_text(storage.join(folder, "model.json"))).get(
+            "image_size")
     except (OSError, ValueError):
         return None
 
@@ -71,18 +69,17 @@ def flat(variables: dict) -> dict[str, np.ndarray]:
 
 
 def save_msgpack(out_dir: str, variables: dict) -> str:
-    path = os.path.join(out_dir, "params.msgpack")
+    path = storage.join(out_dir, "params.msgpack")
     host = jax.tree.map(np.asarray, jax.device_get(variables))
-    with open(path, "wb") as f:
-        f.write(serialization.msgpack_serialize(host))
+    storage.write_bytes(path, serialization.msgpack_serialize(host))
     return path
 
 
 def save_safetensors(out_dir: str, variables: dict) -> str:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    path = os.path.join(out_dir, "params.safetensors")
-    save_file(flat(variables), path)
+    path = storage.join(out_dir, "params.safetensors")
+    storage.write_bytes(path, save(flat(variables)))
     return path
 
 
@@ -105,26 +102,29 @@ def check_variables(model_config, variables: dict, source: str) -> None:
 def load_params(path: str) -> tuple[ml_collections.ConfigDict, dict]:
     """(model config, variables) from an export folder (params.msgpack, else
     params.safetensors, with model.json) or from one of those files beside its model.json."""
-    folder, file = (path, None) if os.path.isdir(path) else os.path.split(path)
-    model_json = os.path.join(folder, "model.json")
-    if not os.path.isfile(model_json):
-        if not os.path.exists(path):
+    path = storage.expand(path)
+    folder, file = ((path, None) if storage.isdir(path)
+                    else (storage.dirname(path), storage.basename(path)))
+    model_json = storage.join(folder, "model.json")
+    if not storage.isfile(model_json):
+        if not storage.exists(path):
+            if storage.is_url(path) and not storage.bucket_exists(path):
+                raise storage.missing(path)
             raise FileNotFoundError(f"--params {path!r} does not exist")
         raise FileNotFoundError(f"{model_json} does not exist: an export folder has "
                                 "model.json beside its params (`depthsense export`)")
     model_config = read_model_json(model_json)
     candidates = [file] if file else ["params.msgpack", "params.safetensors"]
     for name in candidates:
-        full = os.path.join(folder, name)
-        if not os.path.isfile(full):
+        full = storage.join(folder, name)
+        if not storage.isfile(full):
             continue
         if name.endswith(".msgpack"):
-            with open(full, "rb") as f:
-                variables = serialization.msgpack_restore(f.read())
+            variables = serialization.msgpack_restore(storage.read_bytes(full))
         elif name.endswith(".safetensors"):
-            from safetensors.numpy import load_file
+            from safetensors.numpy import load
 
-            variables = traverse_util.unflatten_dict(load_file(full), sep="/")
+            variables = traverse_util.unflatten_dict(load(storage.read_bytes(full)), sep="/")
         else:
             raise ValueError(f"{full}: expected a .msgpack or .safetensors params file")
         check_variables(model_config, variables, full)
@@ -141,9 +141,9 @@ def _restore_variables(folder: str, step: int, model_config) -> dict:
         item=target, partial_restore=True,
         restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target))
     # StandardSave writes the TrainState as the item "default" of each step.
-    restored = ocp.PyTreeCheckpointer().restore(os.path.join(folder, str(step), "default"),
+    restored = ocp.PyTreeCheckpointer().restore(storage.join(folder, str(step), "default"),
                                                 args=args)
-    check_variables(model_config, restored, f"checkpoint {os.path.join(folder, str(step))}")
+    check_variables(model_config, restored, f"checkpoint {storage.join(folder, str(step))}")
     return restored
 
 
@@ -167,12 +167,14 @@ def load_variables(source: str, model_config, checkpoint: str = "latest") -> dic
     """All variables {"params", "batch_stats"} of a trained model, for a model of
     `model_config` to start from: `source` is a training workdir (its `checkpoint`) or an
     export folder / params file. A ValueError names the parameters that do not fit."""
-    path = os.path.expanduser(source)
-    if os.path.isfile(os.path.join(path, workdir_lib.CONFIG_FILE)):
+    path = storage.expand(source)
+    if storage.isfile(storage.join(path, workdir_lib.CONFIG_FILE)):
         _, variables, _ = restore_params(path, checkpoint)
-    elif os.path.exists(path):
+    elif storage.exists(path):
         _, variables = load_params(path)
     else:
+        if storage.is_url(path) and not storage.bucket_exists(path):
+            raise storage.missing(path)
         raise FileNotFoundError(f"init.from {source!r} does not exist (a training workdir or "
                                 "an export folder)")
     check_variables(model_config, variables, f"init.from {source!r}")

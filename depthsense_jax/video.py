@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from depthsense_jax import viz
+from depthsense_jax import storage, viz
 from depthsense_jax.inference import (
     DEFAULT_SIZE,
     LoadedModel,
@@ -168,7 +168,7 @@ class VideoResult:
 
 
 def _open(path: str):
-    if not os.path.isfile(path):
+    if not os.path.isfile(path):  # a URL was downloaded first (predict_video)
         raise FileNotFoundError(f"{path}: no such video file")
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
@@ -218,7 +218,20 @@ def predict_video(model: LoadedModel, path: str, out_dir: str, size: int | None 
     at a time at the model size of `size` (default: the training size).
 
     A video that cannot be opened or decoded is a ValueError. One whose frames stop before
-    the count its container announced keeps the frames written so far and says so."""
+    the count its container announced keeps the frames written so far and says so.
+
+    `path` and `out_dir` may be URLs: the video is downloaded (a decoder reads files) and
+    the outputs are written to a local folder, then uploaded."""
+    if storage.is_url(path) or storage.is_url(out_dir):
+        with storage.local_file(path) as local, storage.staged_folder(out_dir) as folder:
+            result = predict_video(
+                model, local, folder, size, formats, colormap, batch_size, stabilize_frames,
+                smoothing, predictor, log=lambda s: log(s.replace(local, path).replace(
+                    folder, out_dir)))
+        return dataclasses.replace(result, outputs=[
+            storage.join(out_dir, os.path.relpath(o, folder)) + ("/" if o.endswith(os.sep)
+                                                                 else "")
+            for o in result.outputs])
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(f"--format {','.join(formats)!r} for a video: choose from "

@@ -1,4 +1,5 @@
-"""Pictures: the one depth colour map, image tiles on a white grid, and PNG writing.
+"""Pictures: the one depth colour map, image tiles on a white grid, and image writing
+(to files or URLs).
 
 Every picture the project draws (data samples, the training predictions picture, predicted
 photos, the synthetic scene samples) goes through `colorize`, so they share one look.
@@ -6,10 +7,13 @@ photos, the synthetic scene samples) goes through `colorize`, so they share one 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+from depthsense_jax import storage
 
 
 def colormap_id(name: str) -> int:
@@ -71,8 +75,23 @@ def label(tile: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
+def encode_image(path: str, image: np.ndarray) -> bytes:
+    """The bytes of an image file for `path`'s suffix (PNG, JPEG, ...): uint8 or uint16,
+    (H, W) or (H, W, 3) BGR, as cv2.imwrite takes them."""
+    try:
+        ok, data = cv2.imencode(os.path.splitext(str(path))[1] or ".png", image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise ValueError(f"could not write {str(path)!r} (is the suffix .png or .jpg?)")
+    return data.tobytes()
+
+
+def write_image(path: str, image: np.ndarray) -> None:
+    """Write a uint8/uint16 (H, W) or (H, W, 3) BGR image to a file or URL (by suffix)."""
+    storage.write_bytes(str(path), encode_image(path, image))
+
+
 def write_rgb(path: str, rgb: np.ndarray) -> None:
-    """Write (H, W, 3) uint8 RGB to an image file (PNG, JPEG, ... by suffix)."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise ValueError(f"could not write {str(path)!r} (is the folder there and the suffix "
-                         ".png?)")
+    """Write (H, W, 3) uint8 RGB to an image file or URL (PNG, JPEG, ... by suffix)."""
+    write_image(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -5,16 +5,20 @@
   WORKDIR/checkpoints/    orbax: the last `checkpoint.keep` TrainStates, one folder per step
   WORKDIR/best/           orbax: the TrainState with the lowest validation WHDR
   WORKDIR/metrics.jsonl, tensorboard/, predictions.png, eval/
+
+A workdir may be a local folder or a URL (gs://bucket/run): every file goes through
+`depthsense_jax.storage`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
 import ml_collections
+
+from depthsense_jax import storage
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -26,33 +30,33 @@ EVAL = "eval"
 
 
 def path(workdir: str, *parts: str) -> str:
-    """Absolute path of a part of a workdir (orbax wants absolute checkpoint folders)."""
-    return os.path.abspath(os.path.join(workdir, *parts))
+    """Absolute path (or tidy URL) of a part of a workdir (orbax wants absolute folders)."""
+    return storage.normalize(storage.join(storage.expand(workdir), *parts))
 
 
 def write_config(workdir: str, config: ml_collections.ConfigDict) -> str:
     file = path(workdir, CONFIG_FILE)
-    with open(file, "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    storage.write_text(file, config.to_json_best_effort(indent=2))
     return file
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a run saved in WORKDIR/config.json."""
-    file = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(file):
+    file = path(workdir, CONFIG_FILE)
+    if not storage.isfile(file):
+        if storage.is_url(file) and not storage.bucket_exists(file):
+            raise storage.missing(file)
         raise FileNotFoundError(f"{file} does not exist: is {workdir!r} a training workdir "
                                 "(made by `depthsense train`)?")
-    with open(file) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(storage.read_text(file)))
 
 
 def checkpoint_steps(folder: str) -> list[int]:
     """The steps saved in an orbax checkpoint folder (one numbered folder each), ascending."""
-    if not os.path.isdir(folder):
+    if not storage.isdir(folder):
         return []
-    return sorted(int(name) for name in os.listdir(folder)
-                  if name.isdigit() and os.path.isdir(os.path.join(folder, name)))
+    return sorted(int(name) for name in storage.listdir(folder)
+                  if name.isdigit() and storage.isdir(storage.join(folder, name)))
 
 
 def resolve_checkpoint(workdir: str, checkpoint: str = "latest") -> tuple[str, list[int]]:

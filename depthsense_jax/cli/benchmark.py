@@ -41,21 +41,23 @@ def add(commands) -> None:
         help="zero-shot evaluation on NYU, KITTI, ETH3D, DIODE, Sintel, Middlebury, DIW, "
         "ReDWeb",
         description="Score a model (--workdir / --params) or another tool's saved predictions "
-        "(--predictions) on a benchmark dataset read from your local copy in its official "
-        "layout, with the MiDaS zero-shot protocol: per-image least-squares scale and shift "
-        "(in disparity space by default), clamp to the dataset's depth cap, invert, then "
+        "(--predictions) on a benchmark dataset read from your copy (a folder or a gs:// "
+        "URL) in its official layout, with the MiDaS zero-shot protocol: per-image "
+        "least-squares scale and shift (in disparity space by default), clamp to the "
+        "dataset's depth cap, invert, then "
         "AbsRel, delta1..3, RMSE and % of pixels with delta > 1.25 (WHDR for DIW and ReDWeb). "
         "docs/evaluation.md has each dataset's layout and the published numbers.")
     parser.add_argument("dataset", metavar="DATASET",
                         help=f"one of {', '.join(BENCHMARKS)}, or rgbd/NAME (the validation "
                         "split of your own data, built with `data build folder`)")
     parser.add_argument("--data-dir",
-                        help="the folder you unpacked the dataset into (redweb, rgbd/NAME: "
-                        "the TFDS data_dir it was built in; for rgbd/NAME the default is "
-                        "~/tensorflow_datasets)")
+                        help="the folder (or gs:// URL) you unpacked the dataset into "
+                        "(redweb, rgbd/NAME: the TFDS data_dir it was built in; for rgbd/NAME "
+                        "the default is ~/tensorflow_datasets)")
     parser.add_argument("--predictions", metavar="DIR",
-                        help="score saved predictions instead of a model: files matched to the "
-                        "images by relative path and stem (.npy, .pfm, 8/16-bit .png)")
+                        help="score saved predictions instead of a model: files (in a folder "
+                        "or under a gs:// URL) matched to the images by relative path and stem "
+                        "(.npy, .pfm, 8/16-bit .png)")
     parser.add_argument("--prediction-kind", choices=["disparity", "depth"],
                         default="disparity",
                         help="what --predictions hold: relative inverse depth (MiDaS, Depth "
@@ -77,5 +79,6 @@ def add(commands) -> None:
                         help="images per model batch (default 4)")
     parser.add_argument("--limit", type=positive_int, help="score only the first N images")
     parser.add_argument("--json", metavar="PATH",
-                        help="also write the summary, settings and per-image rows as JSON")
+                        help="also write the summary, settings and per-image rows as JSON (a "
+                        "file or a gs:// URL)")
     parser.set_defaults(func=_benchmark)

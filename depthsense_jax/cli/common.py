@@ -41,7 +41,8 @@ def model_source_parent() -> argparse.ArgumentParser:
     """--workdir DIR [--checkpoint] | --params DIR_OR_FILE."""
     parser = argparse.ArgumentParser(add_help=False)
     group = parser.add_argument_group("model (one of)")
-    group.add_argument("--workdir", help="a training workdir (its config and checkpoint)")
+    group.add_argument("--workdir", help="a training workdir, a folder or a URL such as "
+                       "gs://bucket/run (its config and checkpoint)")
     group.add_argument("--checkpoint", default="latest",
                        help="with --workdir: 'latest', 'best' or a step (default latest)")
     group.add_argument("--params", help="an export folder or its params.msgpack / "

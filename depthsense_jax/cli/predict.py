@@ -69,7 +69,7 @@ def add(commands) -> None:
         "PNG per frame, --format png16).")
     predict.add_argument("inputs", nargs="+",
                          help="image or video files, folders (images) or glob patterns")
-    predict.add_argument("--out", required=True, help="output folder")
+    predict.add_argument("--out", required=True, help="output folder or URL (gs://...)")
     predict.add_argument("--format",
                          help="comma-separated: png16 (16-bit PNG of the depth normalised to "
                          "0..65535), color (colour map), npy (raw float32), side (photo | "
@@ -97,7 +97,7 @@ def add(commands) -> None:
         help="params (msgpack, safetensors), jax.export, TF SavedModel and ONNX",
         description="Write a trained model's params and compiled inference function to OUT; "
         "each file is reloaded, run and compared with the live model before it is reported.")
-    export.add_argument("--out", required=True, help="output folder")
+    export.add_argument("--out", required=True, help="output folder or URL (gs://...)")
     export.add_argument("--formats", default="msgpack,safetensors,jax,savedmodel",
                         help="comma-separated subset of msgpack,safetensors,jax,savedmodel,"
                         "onnx (default: all but onnx, which needs the [onnx] extra)")

@@ -32,7 +32,8 @@ def add(commands) -> None:
         description="Train DepthNet as a config describes (default: synthetic, the small "
         "built-in model on synthetic scenes), in WORKDIR: checkpoints, metrics.jsonl, "
         "TensorBoard and the evaluation table each epoch; a rerun resumes.")
-    train.add_argument("--workdir", required=True, help="folder for checkpoints and logs")
+    train.add_argument("--workdir", required=True,
+                       help="folder or URL (gs://bucket/run) for checkpoints and logs")
     multi = train.add_argument_group(
         "multi-host", "jax.distributed is initialised automatically on multi-host Cloud TPU, "
         "Slurm and Open MPI, or when JAX_COORDINATOR_ADDRESS is set; these flags set it by hand")
@@ -48,7 +49,8 @@ def add(commands) -> None:
         "eval", help="metrics of a workdir's checkpoint on a split",
         description="Load a training workdir's config and checkpoint and print the loss, WHDR, "
         "SSIM, MSE, AbsRel and delta1 on a split; also written to WORKDIR/eval/.")
-    evaluate.add_argument("--workdir", required=True, help="the training workdir")
+    evaluate.add_argument("--workdir", required=True,
+                          help="the training workdir (a folder or gs:// URL)")
     evaluate.add_argument("--split", default="validation", help="split (default validation)")
     evaluate.add_argument("--checkpoint", default="latest",
                           help="'latest', 'best' (lowest validation WHDR) or a step number")

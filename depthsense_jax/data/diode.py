@@ -7,9 +7,9 @@ Each `NAME.png` (1024 x 768) has `NAME_depth.npy` ((H, W, 1) float32 metres) and
 
 from __future__ import annotations
 
-import glob
 import os
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import read_npy, read_rgb
 from depthsense_jax.data.samples import (
     Item,
@@ -36,7 +36,7 @@ def _load(root: str, image_path: str) -> Sample:
 def train_items(data_dir: str, split_file: str | None = None) -> list[Item]:
     """Every image of DIODE's train/ folder (for `depthsense data build diode`)."""
     root = require_dir(data_dir, "diode", LAYOUT)
-    if not os.path.isdir(os.path.join(root, "train")):
+    if not storage.isdir(storage.join(root, "train")):
         raise ValueError(f"diode: building for training needs {root}/train (train.tar.gz)")
     return items(data_dir, split_file, part="train")
 
@@ -46,9 +46,9 @@ def items(data_dir: str, split_file: str | None = None, part: str = "val") -> li
     part="train": of train/."""
     del split_file
     root = require_dir(data_dir, "diode", LAYOUT)
-    base = os.path.join(root, part) if os.path.isdir(os.path.join(root, part)) else root
+    base = storage.join(root, part) if storage.isdir(storage.join(root, part)) else root
     images = sorted(p for scene in ("indoors", "outdoor")
-                    for p in glob.glob(os.path.join(base, scene, "*", "*", "*.png")))
+                    for p in storage.glob(storage.join(base, scene, "*", "*", "*.png")))
     if not images:
         raise ValueError(f"diode: no images in {base}/indoors or {base}/outdoor; "
                          f"expected:\n{LAYOUT}")

@@ -9,8 +9,10 @@ farther than B, `<` when nearer (as the authors' loss and evaluation read it).
 from __future__ import annotations
 
 import csv
+import io
 import os
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError, read_rgb
 from depthsense_jax.data.samples import Item, Protocol, Sample, require_dir
 
@@ -23,8 +25,8 @@ RELATIONS = {">": 1, "<": -1}
 
 def parse(path: str) -> list[tuple[str, tuple[int, int, int, int, int], tuple[int, int]]]:
     """(image path, (y_a, x_a, y_b, x_b, relation) 0-based, (height, width)) per image."""
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
+    text = io.StringIO(storage.read_text(path), newline="")
+    rows = [row for row in csv.reader(text) if row and any(cell.strip() for cell in row)]
     if len(rows) % 2:
         raise ValueError(f"{path}: expected two lines per image (path, then yA,xA,yB,xB,rel,"
                          f"width,height), got {len(rows)} lines")
@@ -44,11 +46,11 @@ def parse(path: str) -> list[tuple[str, tuple[int, int, int, int, int], tuple[in
 
 def _image_path(root: str, listed: str) -> str:
     listed = listed.removeprefix("./")
-    for candidate in (os.path.join(root, listed), os.path.join(root, "DIW_test",
-                                                              os.path.basename(listed))):
-        if os.path.isfile(candidate):
+    for candidate in (storage.join(root, listed),
+                      storage.join(root, "DIW_test", os.path.basename(listed))):
+        if storage.isfile(candidate):
             return candidate
-    return os.path.join(root, listed)
+    return storage.join(root, listed)
 
 
 def _load(root: str, listed: str, pair, size) -> Sample:
@@ -65,8 +67,8 @@ def _load(root: str, listed: str, pair, size) -> Sample:
 def items(data_dir: str, split_file: str | None = None) -> list[Item]:
     """The images of DIW_test.csv (or --split-file), named by their listed path."""
     root = require_dir(data_dir, "diw", LAYOUT)
-    path = split_file or os.path.join(root, CSV)
-    if not os.path.isfile(path):
+    path = split_file or storage.join(root, CSV)
+    if not storage.isfile(path):
         raise ValueError(f"diw: {path} does not exist; expected:\n{LAYOUT}")
     return [Item(os.path.splitext(image.removeprefix("./"))[0],
                  lambda image=image, pair=pair, size=size: _load(root, image, pair, size))

@@ -8,9 +8,7 @@ Depth maps are headerless little-endian float32 rasters at the image's resolutio
 
 from __future__ import annotations
 
-import glob
-import os
-
+from depthsense_jax import storage
 from depthsense_jax.data.formats import read_raw_float32, read_rgb
 from depthsense_jax.data.samples import (
     Item,
@@ -28,9 +26,9 @@ PROTOCOL = Protocol(metric="depth")  # no cap: every finite positive depth count
 
 
 def _load(root: str, image_path: str) -> Sample:
-    scene_dir = os.path.dirname(os.path.dirname(os.path.dirname(image_path)))
-    depth_path = os.path.join(scene_dir, "ground_truth_depth", "dslr_images",
-                              os.path.basename(image_path))
+    scene_dir = storage.dirname(storage.dirname(storage.dirname(image_path)))
+    depth_path = storage.join(scene_dir, "ground_truth_depth", "dslr_images",
+                              storage.basename(image_path))
     image = read_rgb(image_path)
     depth = read_raw_float32(require_ground_truth(image_path, depth_path), *image.shape[:2])
     return depth_sample(relative_stem(image_path, root), image, depth, depth_path)
@@ -40,7 +38,7 @@ def items(data_dir: str, split_file: str | None = None) -> list[Item]:
     """Every DSLR image with a ground_truth_depth folder beside it, in name order."""
     del split_file
     root = require_dir(data_dir, "eth3d", LAYOUT)
-    images = sorted(glob.glob(os.path.join(root, "*", "images", "dslr_images", "*.[jJ][pP][gG]")))
+    images = storage.glob(storage.join(root, "*", "images", "dslr_images", "*.[jJ][pP][gG]"))
     if not images:
         raise ValueError(f"eth3d: no DSLR images in {root}; expected:\n{LAYOUT}")
     return [Item(relative_stem(p, root), lambda p=p: _load(root, p)) for p in images]

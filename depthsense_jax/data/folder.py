@@ -7,6 +7,9 @@ npy,tif}`, nonzero = valid). A ground-truth file's values are divided by `depth_
 and any of `invalid` (compared with the values as stored) are masked. `kind` says what the
 files hold: metric "depth", "disparity" (larger = nearer) or "relative" (larger = nearer,
 up to an affine map); training turns depth into 1 / depth.
+
+Each folder may be a local path or a URL (gs://bucket/images): a URL's folders are listed
+once each, and its files read through `storage`.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import os
 
 import numpy as np
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError, read_map, read_rgb
-from depthsense_jax.data.samples import Item, Sample, hash_split
+from depthsense_jax.data.samples import Item, Sample, hash_split, missing_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEPTH_SUFFIXES = (".png", ".npy", ".pfm", ".exr", ".tif", ".tiff")
@@ -45,69 +49,83 @@ class FolderOptions:
             raise ValueError(f"--depth-scale must be positive, got {self.depth_scale}")
         for flag, path in (("--images", self.images), ("--depth", self.depth),
                            ("--masks", self.masks)):
-            if path is not None and not os.path.isdir(os.path.expanduser(path)):
+            if path is not None and not storage.isdir(storage.expand(path)):
+                if storage.is_url(path):
+                    raise missing_folder(path, f"{flag} ")
                 raise ValueError(f"{flag} {path!r} is not a folder")
-        if self.split_list is not None and not os.path.isfile(self.split_list):
+        if self.split_list is not None and not storage.isfile(self.split_list):
+            if storage.is_url(self.split_list):
+                raise FileNotFoundError(f"--split-list {storage.missing(self.split_list)}")
             raise ValueError(f"--split-list {self.split_list!r} does not exist")
 
 
-def _partner(folder: str | None, key: str, suffixes: tuple[str, ...]) -> str | None:
-    if folder is None:
+class _Folder:
+    """A folder of partner files (ground truth or masks), looked up by relative key: a local
+    folder asks the file system per file, a URL is listed once."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.listed = ({storage.relpath(f, path) for f in storage.walk_files(path)}
+                       if storage.is_url(path) else None)
+
+    def find(self, key: str, suffixes: tuple[str, ...]) -> str | None:
+        """The first of `key` + each suffix that is a file in the folder, else None."""
+        for suffix in suffixes:
+            path = storage.join(self.path, key + suffix)
+            if storage.isfile(path) if self.listed is None else key + suffix in self.listed:
+                return path
         return None
-    for suffix in suffixes:
-        path = os.path.join(folder, key + suffix)
-        if os.path.isfile(path):
-            return path
-    return None
 
 
 def read_split_list(path: str) -> dict[str, str]:
     """A split list: one image per line, as its path relative to --images (extension
     optional), then optionally its split ("train" or "validation"; default validation)."""
     splits = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            split = fields[1] if len(fields) > 1 else "validation"
-            if split not in ("train", "validation"):
-                raise ValueError(f"{path}:{number}: split must be train or validation, got "
-                                 f"{split!r}")
-            splits[os.path.splitext(fields[0])[0]] = split
+    for number, line in enumerate(storage.read_text(path).splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        split = fields[1] if len(fields) > 1 else "validation"
+        if split not in ("train", "validation"):
+            raise ValueError(f"{path}:{number}: split must be train or validation, got "
+                             f"{split!r}")
+        splits[os.path.splitext(fields[0])[0]] = split
     return splits
 
 
 def pairs(options: FolderOptions) -> tuple[dict[str, list[Item]], list[tuple[str, str, str]]]:
     """({split: items}, skipped (name, reason, message)) of a folder dataset. Each item is
     an image with its ground-truth file; images without one are skipped as "missing depth"."""
-    images = os.path.expanduser(options.images)
-    depth = os.path.expanduser(options.depth)
-    masks = os.path.expanduser(options.masks) if options.masks else None
+    images = storage.expand(options.images)
+    depth = storage.expand(options.depth)
+    masks = storage.expand(options.masks) if options.masks else None
     listed = read_split_list(options.split_list) if options.split_list else None
+    depth_folder = _Folder(depth)
+    mask_folder = _Folder(masks) if masks is not None else None
     splits: dict[str, list[Item]] = {"train": [], "validation": []}
     skipped = []
-    for root, _, files in sorted(os.walk(images)):
-        for file in sorted(files):
-            if not file.lower().endswith(IMAGE_SUFFIXES):
-                continue
-            image = os.path.join(root, file)
-            key = os.path.splitext(os.path.relpath(image, images))[0].replace(os.sep, "/")
-            depth_file = _partner(depth, key, DEPTH_SUFFIXES)
-            if depth_file is None:
-                skipped.append((key, "missing depth",
-                                f"no {key}{{{','.join(DEPTH_SUFFIXES)}}} in {depth}"))
-                continue
-            mask_file = _partner(masks, key, MASK_SUFFIXES)
-            if masks is not None and mask_file is None:
-                skipped.append((key, "missing mask", f"no mask for {key} in {masks}"))
-                continue
-            if listed is not None:
-                split = listed.get(key, "train")
-            else:
-                split = hash_split(key, options.validation_percent)
-            splits[split].append(Item(key, lambda i=image, d=depth_file, m=mask_file, k=key:
-                                      read_sample(k, i, d, m, options)))
+    # Folder by folder, each one's files by name (the order of a sorted os.walk).
+    found = sorted(storage.walk_files(images),
+                   key=lambda p: (storage.dirname(p), storage.basename(p)))
+    for image in found:
+        if not storage.basename(image).lower().endswith(IMAGE_SUFFIXES):
+            continue
+        key = os.path.splitext(storage.relpath(image, images))[0].replace(os.sep, "/")
+        depth_file = depth_folder.find(key, DEPTH_SUFFIXES)
+        if depth_file is None:
+            skipped.append((key, "missing depth",
+                            f"no {key}{{{','.join(DEPTH_SUFFIXES)}}} in {depth}"))
+            continue
+        mask_file = mask_folder.find(key, MASK_SUFFIXES) if mask_folder else None
+        if masks is not None and mask_file is None:
+            skipped.append((key, "missing mask", f"no mask for {key} in {masks}"))
+            continue
+        if listed is not None:
+            split = listed.get(key, "train")
+        else:
+            split = hash_split(key, options.validation_percent)
+        splits[split].append(Item(key, lambda i=image, d=depth_file, m=mask_file, k=key:
+                                  read_sample(k, i, d, m, options)))
     return splits, skipped
 
 

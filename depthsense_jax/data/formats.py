@@ -1,16 +1,20 @@
 """File formats of depth datasets and of other tools' predictions, read into NumPy.
 
 Every reader raises `FormatError` (a ValueError) naming the file and what it expected, so a
-benchmark can skip and count a broken file instead of stopping.
+benchmark can skip and count a broken file instead of stopping. A path may be a local file or
+a URL (gs://...): files are read whole through `storage` and decoded from memory.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 
 import cv2
 import numpy as np
+
+from depthsense_jax import storage
 
 DPT_TAG = 202021.25  # Sintel's .dpt magic number (a float32 at the start of the file)
 
@@ -24,14 +28,21 @@ class FormatError(ValueError):
         self.reason = reason
 
 
+def _no_such_file(path: str) -> FormatError:
+    """The error "PATH: no such file" (for a URL whose bucket is missing, storage's message
+    saying so)."""
+    message = str(storage.missing(path, "file")) if storage.is_url(path) else \
+        f"{path}: no such file"
+    return FormatError(message, reason="missing file")
+
+
 def _read_bytes(path: str) -> bytes:
-    if not os.path.exists(path):
-        raise FormatError(f"{path}: no such file", reason="missing file")
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = storage.read_bytes(path)
+    except FileNotFoundError:
+        raise _no_such_file(path) from None
     except OSError as err:
-        raise FormatError(f"{path}: cannot be read ({err.strerror})") from None
+        raise FormatError(f"{path}: cannot be read ({err.strerror or err})") from None
     if not data:
         raise FormatError(f"{path}: empty file")
     return data
@@ -125,11 +136,10 @@ def read_raw_float32(path: str, height: int, width: int) -> np.ndarray:
 
 def read_npy(path: str) -> np.ndarray:
     """A .npy array, squeezed to (H, W) when it holds one map ((H, W, 1) or (1, H, W))."""
-    if not os.path.exists(path):
-        raise FormatError(f"{path}: no such file", reason="missing file")
+    data = _read_bytes(path)
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
         raise FormatError(f"{path}: not a readable .npy file ({err})") from None
     array = np.squeeze(array)
     if array.ndim != 2:
@@ -148,10 +158,9 @@ def _optional(module: str, what: str):
 def read_tiff(path: str) -> np.ndarray:
     """A single-channel TIFF (float or integer) as stored, (H, W) (tifffile)."""
     tifffile = _optional("tifffile", ".tif / .tiff files")
-    if not os.path.exists(path):
-        raise FormatError(f"{path}: no such file", reason="missing file")
+    data = _read_bytes(path)
     try:
-        array = tifffile.imread(path)
+        array = tifffile.imread(io.BytesIO(data))
     except Exception as err:  # tifffile raises many kinds for broken files
         raise FormatError(f"{path}: not a readable TIFF ({err})") from None
     array = np.squeeze(array)
@@ -167,10 +176,11 @@ def read_exr(path: str) -> np.ndarray:
     """The depth channel of an OpenEXR file as (H, W) float32: Z, else Y, R, depth or D,
     else its only channel (OpenEXR's Python bindings)."""
     openexr = _optional("OpenEXR", ".exr files")
-    if not os.path.exists(path):
-        raise FormatError(f"{path}: no such file", reason="missing file")
+    if not storage.exists(path):
+        raise _no_such_file(path)
     try:
-        with openexr.File(path) as f:
+        # The bindings open files by name only: a URL is read through a local copy.
+        with storage.local_file(path, ".exr") as local, openexr.File(local) as f:
             channels = {name: channel.pixels for name, channel in f.channels().items()}
     except Exception as err:  # the bindings raise their own errors for broken files
         raise FormatError(f"{path}: not a readable OpenEXR file ({err})") from None

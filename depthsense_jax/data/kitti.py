@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError, read_png_gray, read_rgb
 from depthsense_jax.data.samples import Item, Protocol, Sample, require_dir
 
@@ -30,12 +31,12 @@ PROTOCOL = Protocol(metric="depth", min_depth=1e-3, max_depth=80.0, crop="garg",
 
 def _split_file(root: str, split_file: str | None) -> str:
     if split_file:
-        if not os.path.isfile(split_file):
+        if not storage.isfile(split_file):
             raise ValueError(f"kitti: --split-file {split_file!r} does not exist")
         return split_file
     for name in SPLIT_FILES:
-        if os.path.isfile(os.path.join(root, name)):
-            return os.path.join(root, name)
+        if storage.isfile(storage.join(root, name)):
+            return storage.join(root, name)
     raise ValueError(f"kitti: no split list in {root} (one of {list(SPLIT_FILES)}), and no "
                      f"--split-file; expected:\n{LAYOUT}")
 
@@ -43,24 +44,22 @@ def _split_file(root: str, split_file: str | None) -> str:
 def parse_split(path: str) -> list[tuple[str, str | None]]:
     """(image path, ground-truth path relative to the annotated tree or None) per line."""
     entries = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if fields[0].endswith(".png"):  # BTS: IMAGE GT FOCAL
-                gt = None if len(fields) < 2 or fields[1] == "None" else fields[1]
-                entries.append((fields[0], gt))
-            elif len(fields) >= 2:  # Monodepth2: FOLDER FRAME SIDE
-                side = {"l": "image_02", "r": "image_03"}.get(
-                    fields[2] if len(fields) > 2 else "l")
-                if side is None:
-                    raise ValueError(f"{path}:{number}: side must be l or r, got {fields[2]!r}")
-                frame = f"{int(fields[1]):010d}"
-                entries.append((f"{fields[0]}/{side}/data/{frame}.png", None))
-            else:
-                raise ValueError(f"{path}:{number}: expected 'FOLDER FRAME SIDE' or 'IMAGE GT "
-                                 f"FOCAL', got {line.strip()!r}")
+    for number, line in enumerate(storage.read_text(path).splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0].endswith(".png"):  # BTS: IMAGE GT FOCAL
+            gt = None if len(fields) < 2 or fields[1] == "None" else fields[1]
+            entries.append((fields[0], gt))
+        elif len(fields) >= 2:  # Monodepth2: FOLDER FRAME SIDE
+            side = {"l": "image_02", "r": "image_03"}.get(fields[2] if len(fields) > 2 else "l")
+            if side is None:
+                raise ValueError(f"{path}:{number}: side must be l or r, got {fields[2]!r}")
+            frame = f"{int(fields[1]):010d}"
+            entries.append((f"{fields[0]}/{side}/data/{frame}.png", None))
+        else:
+            raise ValueError(f"{path}:{number}: expected 'FOLDER FRAME SIDE' or 'IMAGE GT "
+                             f"FOCAL', got {line.strip()!r}")
     return entries
 
 
@@ -69,16 +68,16 @@ def _ground_truth(root: str, image: str, listed: str | None) -> str | None:
     parts = image.split("/")  # DATE/DRIVE/image_0X/data/FRAME.png
     drive, camera, frame = parts[-4], parts[-3], parts[-1]
     tail = f"{drive}/proj_depth/groundtruth/{camera}/{frame}"
-    candidates = [os.path.join(root, "data_depth_annotated", s, tail) for s in ("train", "val")]
-    candidates += [os.path.join(root, "data_depth_annotated", tail),
-                   os.path.join(root, *parts[:-4], tail)]
+    candidates = [storage.join(root, "data_depth_annotated", s, tail) for s in ("train", "val")]
+    candidates += [storage.join(root, "data_depth_annotated", tail),
+                   storage.join(root, *parts[:-4], tail)]
     if listed:
-        candidates.insert(0, os.path.join(root, "data_depth_annotated", listed))
-    return next((c for c in candidates if os.path.isfile(c)), None)
+        candidates.insert(0, storage.join(root, "data_depth_annotated", listed))
+    return next((c for c in candidates if storage.isfile(c)), None)
 
 
 def _load(root: str, image_path: str, listed_gt: str | None) -> Sample:
-    image = read_rgb(os.path.join(root, image_path))
+    image = read_rgb(storage.join(root, image_path))
     gt_path = _ground_truth(root, image_path, listed_gt)
     if gt_path is None:
         raise FormatError(f"{image_path}: no annotated depth (data_depth_annotated/.../"

@@ -9,12 +9,12 @@ scored as disparity (its scale is unknown without the calibration).
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 
 import numpy as np
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError, read_pfm, read_png_gray, read_rgb
 from depthsense_jax.data.samples import Item, Protocol, Sample, require_dir
 
@@ -26,11 +26,10 @@ PROTOCOL = Protocol(metric="depth")
 def read_calib(path: str) -> dict[str, float]:
     """calib.txt -> {"f", "doffs", "baseline"} (f in pixels, baseline in mm)."""
     try:
-        with open(path) as f:
-            text = f.read()
+        text = storage.read_text(path)
     except OSError as err:
-        raise FormatError(f"{path}: cannot be read ({err.strerror})", reason="missing file") \
-            from None
+        raise FormatError(f"{path}: cannot be read ({err.strerror or err})",
+                          reason="missing file") from None
     fields = dict(re.findall(r"^\s*(\w+)\s*=\s*(.+?)\s*$", text, re.MULTILINE))
     try:
         cam0 = [float(v) for v in re.split(r"[\s;\[\]]+", fields["cam0"]) if v]
@@ -42,9 +41,9 @@ def read_calib(path: str) -> dict[str, float]:
 
 
 def _load_2014(root: str, scene: str) -> Sample:
-    image = read_rgb(os.path.join(scene, "im0.png"))
-    disparity = read_pfm(os.path.join(scene, "disp0.pfm"))
-    calib = read_calib(os.path.join(scene, "calib.txt"))
+    image = read_rgb(storage.join(scene, "im0.png"))
+    disparity = read_pfm(storage.join(scene, "disp0.pfm"))
+    calib = read_calib(storage.join(scene, "calib.txt"))
     if disparity.shape != image.shape[:2]:
         raise FormatError(f"{scene}/disp0.pfm: {disparity.shape} but im0.png is "
                           f"{image.shape[:2]}")
@@ -56,8 +55,8 @@ def _load_2014(root: str, scene: str) -> Sample:
 
 
 def _load_2006(root: str, scene: str) -> Sample:
-    image = read_rgb(os.path.join(scene, "view1.png"))
-    disparity = read_png_gray(os.path.join(scene, "disp1.png")).astype(np.float32)
+    image = read_rgb(storage.join(scene, "view1.png"))
+    disparity = read_png_gray(storage.join(scene, "disp1.png")).astype(np.float32)
     if disparity.shape != image.shape[:2]:
         raise FormatError(f"{scene}/disp1.png: {disparity.shape} but view1.png is "
                           f"{image.shape[:2]}")
@@ -66,7 +65,7 @@ def _load_2006(root: str, scene: str) -> Sample:
 
 
 def _name(root: str, scene: str, stem: str) -> str:
-    relative = os.path.relpath(scene, root)
+    relative = storage.relpath(scene, root)
     return stem if relative == "." else f"{relative.replace(os.sep, '/')}/{stem}"
 
 
@@ -74,12 +73,12 @@ def items(data_dir: str, split_file: str | None = None) -> list[Item]:
     """DIR as one scene folder, or every scene folder in it."""
     del split_file
     root = require_dir(data_dir, "middlebury", LAYOUT)
-    scenes = [root] + sorted(p for p in glob.glob(os.path.join(root, "*")) if os.path.isdir(p))
+    scenes = [root] + [p for p in storage.glob(storage.join(root, "*")) if storage.isdir(p)]
     found = []
     for scene in scenes:
-        if os.path.isfile(os.path.join(scene, "im0.png")):
+        if storage.isfile(storage.join(scene, "im0.png")):
             found.append(Item(_name(root, scene, "im0"), lambda s=scene: _load_2014(root, s)))
-        elif os.path.isfile(os.path.join(scene, "view1.png")):
+        elif storage.isfile(storage.join(scene, "view1.png")):
             found.append(Item(_name(root, scene, "view1"), lambda s=scene: _load_2006(root, s)))
     if not found:
         raise ValueError(f"middlebury: no scene in {root}; expected:\n{LAYOUT}")

@@ -8,10 +8,13 @@ BTS and Marigold evaluate; the in-painted `depths` is used only when a file lack
 
 from __future__ import annotations
 
-import os
+import contextlib
+import io
+import weakref
 
 import numpy as np
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError
 from depthsense_jax.data.samples import Item, Protocol, Sample, require_dir
 
@@ -30,7 +33,7 @@ def split_indices(path: str, key: str = "testNdxs") -> list[int]:
     import scipy.io
 
     try:
-        splits = scipy.io.loadmat(path)
+        splits = scipy.io.loadmat(io.BytesIO(storage.read_bytes(path)))
     except (OSError, ValueError, NotImplementedError) as err:
         raise FormatError(f"{path}: not a readable MATLAB splits file ({err})") from None
     if key not in splits:
@@ -39,15 +42,19 @@ def split_indices(path: str, key: str = "testNdxs") -> list[int]:
 
 
 class _Labeled:
-    """The open labeled file; h5py reads are serialised by its own lock."""
+    """The open labeled file; h5py reads are serialised by its own lock. A URL's file (2.8 GB)
+    is downloaded once to a temporary file, removed when this object goes."""
 
     def __init__(self, path: str):
         import h5py
 
+        stack = contextlib.ExitStack()
+        weakref.finalize(self, stack.close)
         try:
-            self.file = h5py.File(path, "r")
+            self.file = h5py.File(stack.enter_context(storage.local_file(path)), "r")
         except OSError as err:
             raise FormatError(f"{path}: not a readable MATLAB 7.3 (HDF5) file ({err})") from None
+        stack.callback(self.file.close)
         self.path = path
         missing = [k for k in ("images",) if k not in self.file]
         depth_key = "rawDepths" if "rawDepths" in self.file else "depths"
@@ -76,10 +83,10 @@ def items(data_dir: str, split_file: str | None = None, key: str = "testNdxs") -
     """The official test images (or, with key="trainNdxs", the train images), named by their
     1-based index ("0001" ... "1449")."""
     root = require_dir(data_dir, "nyu", LAYOUT)
-    labeled_path = os.path.join(root, LABELED)
-    splits_path = split_file or os.path.join(root, SPLITS)
+    labeled_path = storage.join(root, LABELED)
+    splits_path = split_file or storage.join(root, SPLITS)
     for path in (labeled_path, splits_path):
-        if not os.path.isfile(path):
+        if not storage.isfile(path):
             raise ValueError(f"nyu: {path} does not exist; expected:\n{LAYOUT}")
     labeled = _Labeled(labeled_path)
     return [Item(f"{i:04d}", lambda i=i: labeled.sample(i))

@@ -1,7 +1,8 @@
 """TFDS builder for ReDWeb V1 (Xian et al. 2018): 3,600 web stereo images with relative depth.
 
-The dataset cannot be downloaded here: users place it in the manual directory. The builder
-stores the raw RD maps untouched; `rd_to_depth` converts them to our orientation.
+The dataset cannot be downloaded here: users place it in the manual directory (a local
+folder or a URL, gs://...). The builder stores the raw RD maps untouched; `rd_to_depth`
+converts them to our orientation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from depthsense_jax import storage
 from depthsense_jax.data.samples import Item, Protocol, Sample, hash_split
 from depthsense_jax.data.target import SKY, VALID
 
@@ -78,13 +80,12 @@ def read_pair(image_path: str, rd_path: str) -> tuple[np.ndarray, np.ndarray]:
     ValueError) naming the file for a missing, empty, truncated or undecodable file, a
     non-8-bit RD map, or sizes that differ.
     """
-    if not os.path.exists(rd_path):
+    if not storage.exists(rd_path):
         raise BadExample(image_path, "missing depth",
-                         f"no depth file {os.path.basename(rd_path)} beside it")
+                         f"no depth file {storage.basename(rd_path)} beside it")
     arrays = []
     for path in (image_path, rd_path):
-        with open(path, "rb") as f:
-            data = f.read()
+        data = storage.read_bytes(path)
         if not data:
             raise BadExample(path, "empty", "empty file")
         if not _complete(path, data):
@@ -111,21 +112,22 @@ def read_pair(image_path: str, rd_path: str) -> tuple[np.ndarray, np.ndarray]:
         raise BadExample(
             image_path, "size mismatch",
             f"image is {image.shape[1]}x{image.shape[0]} but its RD map "
-            f"{os.path.basename(rd_path)} is {rd.shape[1]}x{rd.shape[0]}",
+            f"{storage.basename(rd_path)} is {rd.shape[1]}x{rd.shape[0]}",
         )
     return image, rd
 
 
 def find_root(manual_dir: str, extract=None) -> str:
     """The folder holding Imgs/ and RDs/ inside `manual_dir` (the folder itself, a
-    ReDWeb_V1/ subfolder, or an archive extracted with `extract(path) -> folder`)."""
-    manual_dir = os.path.expanduser(manual_dir)
-    for candidate in (manual_dir, os.path.join(manual_dir, "ReDWeb_V1")):
-        if os.path.isdir(os.path.join(candidate, "Imgs")):
+    ReDWeb_V1/ subfolder, or an archive extracted with `extract(path) -> folder`); a local
+    path or a URL (str or a path object, as TFDS gives its manual_dir)."""
+    manual_dir = storage.expand(str(manual_dir))
+    for candidate in (manual_dir, storage.join(manual_dir, "ReDWeb_V1")):
+        if storage.isdir(storage.join(candidate, "Imgs")):
             return candidate
     for name in _ARCHIVES:
-        archive = os.path.join(manual_dir, name)
-        if os.path.exists(archive) and extract is not None:
+        archive = storage.join(manual_dir, name)
+        if storage.exists(archive) and extract is not None:
             return find_root(str(extract(archive)))
     raise ValueError(
         f"no ReDWeb folder in {manual_dir!r}: expected {manual_dir}/ReDWeb_V1/Imgs/*.jpg with "
@@ -135,16 +137,16 @@ def find_root(manual_dir: str, extract=None) -> str:
 
 def list_examples(root: str) -> list[tuple[str, str, str]]:
     """(stem, image path, RD path) for every image in root/Imgs, sorted by stem."""
-    images = os.path.join(root, "Imgs")
+    images = storage.join(root, "Imgs")
     names = sorted(
-        n for n in os.listdir(images) if n.lower().endswith((".jpg", ".jpeg", ".png"))
+        n for n in storage.listdir(images) if n.lower().endswith((".jpg", ".jpeg", ".png"))
     )
     if not names:
         raise ValueError(f"{images} holds no .jpg images")
     out = []
     for name in names:
         stem = os.path.splitext(name)[0]
-        out.append((stem, os.path.join(images, name), os.path.join(root, "RDs", stem + ".png")))
+        out.append((stem, storage.join(images, name), storage.join(root, "RDs", stem + ".png")))
     return out
 
 
@@ -213,7 +215,7 @@ def benchmark_items(data_dir: str | None, split_file: str | None = None) -> list
     """The validation split of the built dataset as benchmark items: relative depth
     (1 - RD/255, larger = nearer) with the sky (RD 255) masked."""
     del split_file
-    builder = tfds.builder("redweb", data_dir=os.path.expanduser(data_dir) if data_dir else None)
+    builder = tfds.builder("redweb", data_dir=storage.expand(data_dir) if data_dir else None)
     if not builder.is_prepared():
         raise ValueError(f"redweb is not built in {builder.data_dir!r}: run `depthsense data build "
                          "redweb --manual-dir DIR` first, then give its --data-dir")

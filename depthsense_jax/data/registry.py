@@ -13,13 +13,13 @@ training (`build`: their train split, into rgbd/NAME).
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 
 import ml_collections
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from depthsense_jax import storage
 from depthsense_jax.data import (
     diode,
     diw,
@@ -130,7 +130,8 @@ def with_dataset(config: ml_collections.ConfigDict, name: str | None = None,
 
 
 def _data_dir(data_config: ml_collections.ConfigDict) -> str | None:
-    return os.path.expanduser(data_config.data_dir) if data_config.data_dir else None
+    """config.data.data_dir with `~` expanded; a URL (gs://...) as it is, which TFDS reads."""
+    return storage.expand(data_config.data_dir) if data_config.data_dir else None
 
 
 def _builder(full_name: str, data_config: ml_collections.ConfigDict):
@@ -154,7 +155,7 @@ def build(data_config: ml_collections.ConfigDict, split_file: str | None = None)
     if own_name(spec.name) is not None:
         raise ValueError(f"{spec.name}: build your own data with `depthsense data build folder "
                          f"--name {own_name(spec.name)} --images DIR --depth DIR --kind ...`")
-    manual = os.path.expanduser(data_config.manual_dir) if data_config.manual_dir else None
+    manual = storage.expand(data_config.manual_dir) if data_config.manual_dir else None
     if spec.train_items is not None:
         if manual is None:
             raise ValueError(f"{spec.name}: give the folder of its official layout as "

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError
 from depthsense_jax.data.samples import Item, Sample
 from depthsense_jax.data.target import INVALID, VALID
@@ -115,7 +115,7 @@ def build(name: str, kind: str, splits: Callable, source: dict, data_dir: str | 
     """Build DATA_DIR/rgbd/NAME from `splits()` ({split: items}, skipped) and return its
     folder. Unusable samples are skipped, named in the log and counted in depthsense.json."""
     check_name(name)
-    data_dir = os.path.expanduser(data_dir) if data_dir else None
+    data_dir = storage.expand(data_dir) if data_dir else None
     with _quiet_tfds():
         builder = Rgbd(data_dir=data_dir, config=RgbdConfig(
             name=name, description=f"{kind} ground truth from {source}", kind=kind,
@@ -129,8 +129,8 @@ def build(name: str, kind: str, splits: Callable, source: dict, data_dir: str | 
               "splits": {s: i.num_examples for s, i in builder.info.splits.items()},
               "skipped": dict(Counter(reason for _, reason, _ in skipped)),
               "skipped_files": [{"name": n, "reason": r, "message": m} for n, r, m in skipped]}
-    with open(os.path.join(builder.data_dir, SOURCE_FILE), "w") as f:
-        json.dump(record, f, indent=2)
+    storage.write_text(storage.join(str(builder.data_dir), SOURCE_FILE),
+                       json.dumps(record, indent=2))
     counts = ", ".join(f"{s} {n}" for s, n in record["splits"].items())
     reasons = ", ".join(f"{n} {r}" for r, n in record["skipped"].items())
     log_fn(f"built {BUILDER}/{name} ({kind}): {counts} examples in {builder.data_dir}"
@@ -140,24 +140,26 @@ def build(name: str, kind: str, splits: Callable, source: dict, data_dir: str | 
 
 def folder_of(name: str, data_dir: str | None) -> str | None:
     """The newest build of DATA_DIR/rgbd/NAME, or None."""
-    root = os.path.join(os.path.expanduser(data_dir or "~/tensorflow_datasets"), BUILDER, name)
-    if not os.path.isdir(root):
+    root = storage.join(storage.expand(data_dir or "~/tensorflow_datasets"), BUILDER, name)
+    if not storage.isdir(root):
         return None
-    versions = sorted((d for d in os.listdir(root)
-                       if os.path.isfile(os.path.join(root, d, SOURCE_FILE))),
+    versions = sorted((d for d in storage.listdir(root)
+                       if storage.isfile(storage.join(root, d, SOURCE_FILE))),
                       key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
-    return os.path.join(root, versions[-1]) if versions else None
+    return storage.join(root, versions[-1]) if versions else None
 
 
 def load(name: str, data_dir: str | None, build_hint: str):
     """(TFDS builder, depthsense.json record) of a build; a ValueError saying how to build
-    it (`build_hint`) when there is none."""
+    it (`build_hint`) when there is none (a FileNotFoundError naming a data_dir URL whose
+    bucket does not exist)."""
     folder = folder_of(name, data_dir)
     if folder is None:
-        where = os.path.expanduser(data_dir or "~/tensorflow_datasets")
+        where = storage.expand(data_dir or "~/tensorflow_datasets")
+        if storage.is_url(where) and not storage.bucket_exists(where):
+            raise storage.missing(where)
         raise ValueError(f"dataset {BUILDER}/{name} is not built in {where!r}: {build_hint}")
-    with open(os.path.join(folder, SOURCE_FILE)) as f:
-        record = json.load(f)
+    record = json.loads(storage.read_text(storage.join(folder, SOURCE_FILE)))
     return tfds.builder_from_directory(folder), record
 
 

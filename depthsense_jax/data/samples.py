@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError
 
 KINDS = ("depth", "disparity", "relative", "ordinal")
@@ -100,19 +101,36 @@ def hash_split(key: str, validation_percent: int = 5) -> str:
 
 def require_ground_truth(image_path: str, truth_path: str) -> str:
     """`truth_path`, or a FormatError ("no ground truth") naming the image it belongs to."""
-    if not os.path.isfile(truth_path):
+    if not storage.isfile(truth_path):
         raise FormatError(f"{image_path}: no depth file {truth_path}", reason="no ground truth")
     return truth_path
 
 
+class MissingFolder(FileNotFoundError, ValueError):
+    """A dataset folder given as a URL that is not there: a FileNotFoundError naming the URL
+    (and saying whether its bucket is missing), and a ValueError like the readers' other
+    complaints about a folder."""
+
+
+def missing_folder(url: str, prefix: str, suffix: str = "") -> MissingFolder:
+    """The error for a URL with no objects under it: `prefix` + storage's message (which
+    names the URL, or its missing bucket) + `suffix`."""
+    return MissingFolder(f"{prefix}{storage.missing(url, 'folder')}{suffix}")
+
+
 def require_dir(path: str, dataset: str, layout: str) -> str:
-    """`path` itself, or a ValueError naming it and the layout the reader expects."""
-    path = os.path.expanduser(path)
-    if not os.path.isdir(path):
+    """`path` itself (`~` expanded), or an error naming it and the layout the reader expects:
+    a ValueError for a local path that is no folder, a `MissingFolder` (FileNotFoundError)
+    for a URL with nothing under it."""
+    path = storage.expand(path)
+    if not storage.isdir(path):
+        if storage.is_url(path):
+            raise missing_folder(path, f"{dataset}: --data-dir ", f"; expected:\n{layout}")
         raise ValueError(f"{dataset}: --data-dir {path!r} is not a folder; expected:\n{layout}")
     return path
 
 
 def relative_stem(path: str, root: str) -> str:
-    """`path` relative to `root`, without its extension, with forward slashes."""
-    return os.path.splitext(os.path.relpath(path, root))[0].replace(os.sep, "/")
+    """`path` relative to `root` (a folder or URL), without its extension, with forward
+    slashes."""
+    return os.path.splitext(storage.relpath(path, root))[0].replace(os.sep, "/")

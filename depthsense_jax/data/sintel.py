@@ -8,9 +8,9 @@ it); Video Depth Anything uses 70.
 
 from __future__ import annotations
 
-import glob
 import os
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import read_dpt, read_rgb
 from depthsense_jax.data.samples import (
     Item,
@@ -28,8 +28,8 @@ PROTOCOL = Protocol(metric="depth", min_depth=1e-3, max_depth=72.0)
 
 
 def _load(root: str, image_path: str) -> Sample:
-    scene, frame = image_path.split(os.sep)[-2:]
-    depth_path = os.path.join(root, "training", "depth", scene,
+    scene, frame = storage.basename(storage.dirname(image_path)), storage.basename(image_path)
+    depth_path = storage.join(root, "training", "depth", scene,
                               os.path.splitext(frame)[0] + ".dpt")
     image = read_rgb(image_path)
     depth = read_dpt(require_ground_truth(image_path, depth_path))
@@ -39,7 +39,7 @@ def _load(root: str, image_path: str) -> Sample:
 def items(data_dir: str, split_file: str | None = None) -> list[Item]:
     del split_file
     root = require_dir(data_dir, "sintel", LAYOUT)
-    images = sorted(glob.glob(os.path.join(root, "training", "final", "*", "*.png")))
+    images = storage.glob(storage.join(root, "training", "final", "*", "*.png"))
     if not images:
         raise ValueError(f"sintel: no frames in {root}/training/final; expected:\n{LAYOUT}")
     return [Item(relative_stem(p, root), lambda p=p: _load(root, p)) for p in images]

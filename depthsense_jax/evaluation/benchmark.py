@@ -21,7 +21,7 @@ import cv2
 import jax
 import numpy as np
 
-from depthsense_jax import __version__, metrics
+from depthsense_jax import __version__, metrics, storage
 from depthsense_jax.data import registry
 from depthsense_jax.data.formats import FormatError
 from depthsense_jax.data.samples import Protocol, Sample
@@ -237,8 +237,8 @@ def format_table(report: Report) -> str:
 
 
 def write_json(path: str, report: Report) -> None:
-    """{"summary", "settings", "rows" (per image), "skipped" (name, reason, message)}."""
+    """{"summary", "settings", "rows" (per image), "skipped" (name, reason, message)} as JSON
+    at `path`, a local file or a URL (gs://...)."""
     payload = {"summary": report.summary(), "settings": report.settings, "rows": report.rows,
                "skipped": report.skipped}
-    with open(path, "w") as f:
-        json.dump(payload, f, indent=2)
+    storage.write_text(path, json.dumps(payload, indent=2))

@@ -5,7 +5,7 @@ the predictions folder, the first of: `scene/frame_0001.EXT`, `frame_0001.EXT` (
 folder), then one file `scene/frame_0001*.EXT` or `frame_0001*.EXT` (tools add suffixes:
 MiDaS `-dpt_beit_large_512`, Depth Anything V1 `_depth`); EXT is .npy, .pfm, .png or .dpt.
 PNGs must be single-channel (8- or 16-bit, as MiDaS `--grayscale` and Marigold write them);
-a colour map cannot be scored.
+a colour map cannot be scored. The folder may be a local path or a URL (gs://...).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from depthsense_jax import storage
 from depthsense_jax.data.formats import MAP_SUFFIXES, FormatError, read_map
 
 
@@ -22,19 +23,23 @@ def find(folder: str, name: str) -> str:
     """The prediction file of sample `name` in `folder` (FormatError "missing prediction"
     when there is none, or several match)."""
     stem = os.path.basename(name)
-    for base in dict.fromkeys((name, stem)):
+    # One listing per base (BASE*) answers both the exact names and the suffixed ones: a
+    # URL's folder is asked twice per image, not once per extension.
+    found = {base: storage.glob(storage.join(folder, glob.escape(base) + "*"))
+             for base in dict.fromkeys((name, stem))}
+    for base, paths in found.items():
+        names = {storage.basename(p) for p in paths}
         for ext in MAP_SUFFIXES:
-            path = os.path.join(folder, base + ext)
-            if os.path.isfile(path):
+            path = storage.join(folder, base + ext)
+            if os.path.basename(base + ext) in names and storage.isfile(path):
                 return path
-    for base in dict.fromkeys((name, stem)):
-        matches = sorted(p for p in glob.glob(os.path.join(folder, glob.escape(base) + "*"))
-                         if p.lower().endswith(MAP_SUFFIXES))
+    for paths in found.values():
+        matches = [p for p in paths if p.lower().endswith(MAP_SUFFIXES)]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
             raise FormatError(f"{name}: several predictions match in {folder}: "
-                              f"{[os.path.basename(m) for m in matches[:4]]}",
+                              f"{[storage.basename(m) for m in matches[:4]]}",
                               reason="ambiguous prediction")
     raise FormatError(f"{name}: no prediction {name}.npy/.pfm/.png in {folder}",
                       reason="missing prediction")

@@ -6,16 +6,19 @@ key names (`conv1.weight`, `layer1.0.bn1.running_mean`, ...). The classifier (`f
 variable of the same shape, and every encoder variable must be filled; otherwise a
 ValueError lists what does not fit. `convert_file` turns such a file into the encoder's own
 variables as `.msgpack` (no torch needed to read it), which `load_encoder_weights` (and so
-`model.pretrained`) loads as well.
+`model.pretrained`) loads as well. Every path may be a local file or a URL (gs://...).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
 
 import numpy as np
+
+from depthsense_jax import storage
 
 _IGNORED = re.compile(r"(^fc\.|num_batches_tracked$)")
 _BN_FIELDS = {
@@ -26,17 +29,25 @@ _BN_FIELDS = {
 }
 
 
+def _require(path: str) -> None:
+    """A FileNotFoundError naming `path` (and a URL's missing bucket) when it is not there."""
+    if not storage.exists(path):
+        bucket = (f" ({storage.missing(path)})"
+                  if storage.is_url(path) and not storage.bucket_exists(path) else "")
+        raise FileNotFoundError(f"weights file {path!r} does not exist{bucket}")
+
+
 def load_state_dict(path: str) -> dict[str, np.ndarray]:
-    """Read a torchvision-layout state dict as {key: float32 ndarray}."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"weights file {path!r} does not exist")
+    """Read a torchvision-layout state dict (a local file or a URL) as {key: float32
+    ndarray}."""
+    _require(path)
     ext = os.path.splitext(path)[1].lower()
     if ext == ".safetensors":
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load
 
-        raw = load_file(path)
+        raw = load(storage.read_bytes(path))
     elif ext == ".npz":
-        with np.load(path) as data:
+        with np.load(io.BytesIO(storage.read_bytes(path))) as data:
             raw = {k: data[k] for k in data.files}
     elif ext in (".pth", ".pt", ".bin"):
         try:
@@ -46,7 +57,8 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
                 f"{path!r} is a PyTorch file and torch is not installed; install torch or "
                 "convert it to .safetensors/.npz with torchvision key names"
             ) from err
-        raw = torch.load(path, map_location="cpu", weights_only=True)
+        raw = torch.load(io.BytesIO(storage.read_bytes(path)), map_location="cpu",
+                         weights_only=True)
         if isinstance(raw, Mapping) and "state_dict" in raw:
             raw = raw["state_dict"]
         raw = {k: v.detach().float().numpy() for k, v in raw.items()}
@@ -155,8 +167,7 @@ def _read_encoder_msgpack(path: str, encoder_variables: Mapping) -> dict:
     `encoder_variables` (same names, same shapes)."""
     from flax import serialization
 
-    with open(path, "rb") as f:
-        loaded = serialization.msgpack_restore(f.read())
+    loaded = serialization.msgpack_restore(storage.read_bytes(path))
     if not isinstance(loaded, Mapping) or "params" not in loaded:
         raise ValueError(f"{path!r} is not an encoder .msgpack from `depthsense "
                          "convert-weights` (no 'params' in it)")
@@ -188,8 +199,7 @@ def load_encoder_weights(path: str, variables: Mapping) -> dict:
         "batch_stats": variables.get("batch_stats", {}).get("encoder", {}),
     }
     if str(path).lower().endswith(".msgpack"):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"weights file {path!r} does not exist")
+        _require(path)
         converted = _read_encoder_msgpack(path, encoder)
     else:
         converted = convert_state_dict(load_state_dict(path), encoder)
@@ -201,8 +211,8 @@ def load_encoder_weights(path: str, variables: Mapping) -> dict:
 
 def convert_file(src: str, out: str, depth: int = 50, width: int = 64) -> int:
     """Convert a torchvision ResNet state dict file into the encoder variables of
-    `ResNet(depth, width)` and write them to `out` (.msgpack), loadable as
-    `model.pretrained`. Returns the number of encoder parameters."""
+    `ResNet(depth, width)` and write them to `out` (.msgpack; a local file or a URL),
+    loadable as `model.pretrained`. Returns the number of encoder parameters."""
     import jax
     import jax.numpy as jnp
     from flax import serialization
@@ -214,6 +224,5 @@ def convert_file(src: str, out: str, depth: int = 50, width: int = 64) -> int:
     shapes = jax.eval_shape(lambda: ResNet(depth=depth, width=width).init(
         jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
     converted = convert_state_dict(load_state_dict(src), shapes)
-    with open(out, "wb") as f:
-        f.write(serialization.msgpack_serialize(converted))
+    storage.write_bytes(out, serialization.msgpack_serialize(converted))
     return sum(int(np.size(x)) for x in _flatten(converted["params"]).values())

@@ -3,11 +3,11 @@ validation WHDR, restoring with a fallback past a damaged checkpoint."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import orbax.checkpoint as ocp
 
+from depthsense_jax import storage
 from depthsense_jax import workdir as workdir_lib
 
 
@@ -66,8 +66,8 @@ def restore(manager: ocp.CheckpointManager, train_state, log: Callable[[str], No
 def _move_aside(manager: ocp.CheckpointManager, steps: list[int],
                 log: Callable[[str], None]) -> None:
     for bad in steps:
-        folder = os.path.join(str(manager.directory), str(bad))
-        os.replace(folder, folder + ".unreadable")
+        folder = storage.join(str(manager.directory), str(bad))
+        storage.move_tree(folder, folder + ".unreadable")
         log(f"moved the unreadable checkpoint {bad} to {folder}.unreadable")
     manager.reload()
 

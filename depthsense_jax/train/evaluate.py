@@ -4,7 +4,6 @@ split, the epoch table, the predictions picture, and scoring a workdir's checkpo
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 
 import jax
@@ -12,7 +11,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from depthsense_jax import metrics, viz
+from depthsense_jax import metrics, storage, viz
 from depthsense_jax import workdir as workdir_lib
 from depthsense_jax.data import pipeline
 from depthsense_jax.models import infer
@@ -119,9 +118,7 @@ def evaluate_checkpoint(workdir: str, split: str = "validation", checkpoint: str
     log(f"checkpoint of step {step} ({checkpoint}) in {workdir}\n{header}\n{row}")
     record = {"step": step, "split": split, "checkpoint": checkpoint, **result}
     if jax.process_index() == 0:
-        os.makedirs(workdir_lib.path(workdir, workdir_lib.EVAL), exist_ok=True)
         path = workdir_lib.path(workdir, workdir_lib.EVAL, f"{split}_step{step}.json")
-        with open(path, "w") as f:
-            json.dump(record, f, indent=2)
+        storage.write_text(path, json.dumps(record, indent=2))
         log(f"wrote {path}")
     return record

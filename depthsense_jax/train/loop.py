@@ -9,7 +9,6 @@ exactly.
 from __future__ import annotations
 
 import math
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from collections.abc import Callable
 import jax
 import ml_collections
 
-from depthsense_jax import viz
+from depthsense_jax import storage, viz
 from depthsense_jax import workdir as workdir_lib
 from depthsense_jax.data import pipeline
 from depthsense_jax.errors import RunError
@@ -47,13 +46,11 @@ def train_and_evaluate(
     validation WHDR), DIR/metrics.jsonl, DIR/tensorboard and, at the end,
     DIR/predictions.png. progress: a tqdm bar when stderr is a terminal.
     """
-    if "://" in workdir:
-        raise ValueError(f"--workdir {workdir!r}: use a file-system path (mount a bucket with "
-                         "gcsfuse for a shared one; docs/tpu.md)")
+    workdir = workdir_lib.path(workdir)
     mesh = sharding.make_data_mesh()
     steps.validate(config, mesh.size)
     chief = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    storage.makedirs(workdir)  # for a URL: a missing bucket stops the run here
     if chief:
         workdir_lib.write_config(workdir, config)
 
@@ -135,7 +132,7 @@ def train_and_evaluate(
                 tick = time.perf_counter()  # evaluation time is not training speed
         else:
             picture_path = workdir_lib.path(workdir, workdir_lib.PICTURE)
-            if total_steps > start_step or not os.path.exists(picture_path):
+            if total_steps > start_step or not storage.exists(picture_path):
                 picture = evaluate.prediction_picture(config, model, train_state, mesh)
                 if chief:
                     viz.write_rgb(picture_path, picture)
