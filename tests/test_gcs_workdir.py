@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from depthsense_jax import cli, params_io, storage
+from depthsense_jax import workdir as workdir_lib
 from depthsense_jax.config import load_config
 
 
@@ -51,12 +52,19 @@ def _train_cmd(workdir, overrides):
 
 @pytest.mark.slow
 def test_sigterm_on_a_bucket_then_resume_matches_the_local_run(trained, gcs):
-    """The shared local run is the uninterrupted one (6 steps, a checkpoint every 2); the
-    same config in gs://.../run gets SIGTERM after step 3, saves that step's checkpoint in
-    the bucket, and a second start there finishes the run."""
-    workdir = _bucket(gcs) + "/run"
-    env = {**os.environ, **gcs.env}
-    proc = subprocess.Popen(_train_cmd(workdir, trained.overrides), env=env,
+    """The shared local run is the uninterrupted one (6 steps, a checkpoint every 2). Here
+    everything is in a bucket and goes through epath's default client, TensorFlow's (as on
+    a TPU VM): the built tiny dataset is copied to gs://.../tfds and read from there by
+    TFDS and tf.data, and the same config trains in gs://.../run, gets SIGTERM after step
+    3, saves that step's checkpoint in the bucket, and a second start there finishes the
+    run. This test itself reads the bucket through gcsfs."""
+    bucket = _bucket(gcs)
+    workdir, data_dir = f"{bucket}/run", f"{bucket}/tfds"
+    env = {k: v for k, v in os.environ.items() if k != "EPATH_USE_TF"} | gcs.tf_env
+    local_data = next(o for o in trained.overrides if o.startswith("--config.data.data_dir="))
+    storage.copy_tree(local_data.split("=", 1)[1], data_dir)
+    overrides = [*trained.overrides, f"--config.data.data_dir={data_dir}"]
+    proc = subprocess.Popen(_train_cmd(workdir, overrides), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
@@ -70,7 +78,7 @@ def test_sigterm_on_a_bucket_then_resume_matches_the_local_run(trained, gcs):
     assert "SIGTERM: saved the checkpoint of step" in out, out
     stopped_at, _ = _final_params(workdir)
     assert 3 <= stopped_at < 6
-    again = subprocess.run(_train_cmd(workdir, trained.overrides), env=env, text=True,
+    again = subprocess.run(_train_cmd(workdir, overrides), env=env, text=True,
                            capture_output=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"resumed from the checkpoint of step {stopped_at} in {workdir}" in again.stdout
@@ -83,12 +91,13 @@ def test_sigterm_on_a_bucket_then_resume_matches_the_local_run(trained, gcs):
     # best/ holds the evaluated step with the lowest validation WHDR.
     val = {r["step"]: r["whdr"] for r in records if r["split"] == "validation"}
     assert 6 in val
-    assert storage.listdir(storage.join(workdir, "best")) == [str(min(val, key=val.get))]
+    assert workdir_lib.checkpoint_steps(storage.join(workdir, "best")) == [
+        min(val, key=val.get)]
     picture = cv2.imdecode(np.frombuffer(storage.read_bytes(
         storage.join(workdir, "predictions.png")), np.uint8), cv2.IMREAD_COLOR)
     assert picture.shape == (4 * 66, 3 * 66, 3)
-    assert json.loads(storage.read_text(storage.join(workdir, "config.json")))[
-        "batch_size"] == 4
+    config = json.loads(storage.read_text(storage.join(workdir, "config.json")))
+    assert config["batch_size"] == 4 and config["data"]["data_dir"] == data_dir
 
 
 @pytest.mark.slow

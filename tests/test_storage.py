@@ -1,6 +1,7 @@
 """The storage layer on a local folder and on a bucket of a GCS API on localhost (the
-emulator of conftest's `gcs` fixture): the same calls give the same results on both, and a
-missing bucket or object is one error naming the URL."""
+emulator of conftest's `gcs` fixture), through both of epath's GCS clients: the same calls
+give the same results everywhere, and a missing bucket or object is one error naming the
+URL."""
 
 import uuid
 
@@ -9,11 +10,18 @@ import pytest
 from depthsense_jax import storage
 
 
-@pytest.fixture(params=["local", "gs"])
-def root(request, tmp_path):
+@pytest.fixture(params=["local", "gs-gcsfs", "gs-tf"])
+def root(request, tmp_path, monkeypatch):
+    """A local folder, or a folder in a bucket reached by epath through gcsfs or through
+    TensorFlow's GCS client (its default when TF is installed)."""
     if request.param == "local":
         return str(tmp_path / "root")
     gcs = request.getfixturevalue("gcs")
+    from etils.epath import gpath
+
+    monkeypatch.setenv("EPATH_USE_TF", "false" if request.param == "gs-gcsfs" else "true")
+    gpath._is_tf_installed.cache_clear()  # epath caches its choice per process
+    request.addfinalizer(gpath._is_tf_installed.cache_clear)
     return gcs.bucket(f"b-{uuid.uuid4().hex[:12]}") + "/root"
 
 
