@@ -170,6 +170,30 @@ def test_predict_video_writes_each_format(params_dir, tmp_path, capsys):
         assert np.corrcoef(steady[t].ravel(), raw[t].ravel())[0, 1] > 0.9999
 
 
+def test_predict_video_from_and_to_a_bucket(params_dir, tmp_path, gcs, capsys):
+    """A video and a model in a bucket (conftest's GCS emulator), outputs written to it:
+    the same files as on disk, and the log names the URLs, not the local copies."""
+    import uuid
+
+    from depthsense_jax import storage
+
+    clip = tmp_path / "clip.mp4"
+    _write(clip, render_sequence(0, 2, num_frames=5, size=(48, 80))["image"])
+    bucket = gcs.bucket(f"video-{uuid.uuid4().hex[:12]}")
+    storage.copy_file(str(clip), f"{bucket}/in/clip.mp4")
+    storage.copy_tree(params_dir, f"{bucket}/model")
+    formats = ["--format", "npy,png16", "--batch", "2"]
+    assert cli.main(["predict", f"{bucket}/in/clip.mp4", "--params", f"{bucket}/model",
+                     "--out", f"{bucket}/out", *formats]) == 0
+    log = capsys.readouterr().out
+    assert f"{bucket}/in/clip.mp4: 5 frame(s)" in log and f"{bucket}/out/clip_depth.npy" in log
+    assert cli.main(["predict", str(clip), "--params", params_dir, "--out",
+                     str(tmp_path / "out"), *formats]) == 0
+    assert storage.read_bytes(f"{bucket}/out/clip_depth.npy") == (
+        tmp_path / "out" / "clip_depth.npy").read_bytes()
+    assert storage.listdir(f"{bucket}/out/clip_depth") == [f"{i:06d}.png" for i in range(5)]
+
+
 def test_bad_videos(params_dir, tmp_path, capsys):
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(os.urandom(4000))
