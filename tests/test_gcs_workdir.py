@@ -52,18 +52,12 @@ def _train_cmd(workdir, overrides):
 
 @pytest.mark.slow
 def test_sigterm_on_a_bucket_then_resume_matches_the_local_run(trained, gcs):
-    """The shared local run is the uninterrupted one (6 steps, a checkpoint every 2). Here
-    everything is in a bucket and goes through epath's default client, TensorFlow's (as on
-    a TPU VM): the built tiny dataset is copied to gs://.../tfds and read from there by
-    TFDS and tf.data, and the same config trains in gs://.../run, gets SIGTERM after step
-    3, saves that step's checkpoint in the bucket, and a second start there finishes the
-    run. This test itself reads the bucket through gcsfs."""
-    bucket = _bucket(gcs)
-    workdir, data_dir = f"{bucket}/run", f"{bucket}/tfds"
-    env = {k: v for k, v in os.environ.items() if k != "EPATH_USE_TF"} | gcs.tf_env
-    local_data = next(o for o in trained.overrides if o.startswith("--config.data.data_dir="))
-    storage.copy_tree(local_data.split("=", 1)[1], data_dir)
-    overrides = [*trained.overrides, f"--config.data.data_dir={data_dir}"]
+    """The shared local run is the uninterrupted one (6 steps, a checkpoint every 2); the
+    same config in gs://.../run gets SIGTERM after step 3, saves that step's checkpoint in
+    the bucket, and a second start there finishes the run."""
+    workdir = _bucket(gcs) + "/run"
+    env = {**os.environ, **gcs.env}
+    overrides = trained.overrides
     proc = subprocess.Popen(_train_cmd(workdir, overrides), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 600
@@ -96,8 +90,41 @@ def test_sigterm_on_a_bucket_then_resume_matches_the_local_run(trained, gcs):
     picture = cv2.imdecode(np.frombuffer(storage.read_bytes(
         storage.join(workdir, "predictions.png")), np.uint8), cv2.IMREAD_COLOR)
     assert picture.shape == (4 * 66, 3 * 66, 3)
-    config = json.loads(storage.read_text(storage.join(workdir, "config.json")))
-    assert config["batch_size"] == 4 and config["data"]["data_dir"] == data_dir
+    assert json.loads(storage.read_text(storage.join(workdir, "config.json")))[
+        "batch_size"] == 4
+
+
+def test_a_dataset_in_a_bucket_reads_through_tensorflows_client(gcs, tiny_data_dir,
+                                                                  monkeypatch):
+    """config.data.data_dir in a bucket, read the way a TPU VM reads it: TFDS's files
+    through epath's default client and the records through tf.data, both TensorFlow's GCS
+    client (reaching the emulator through tests/gcs_tls_proxy.py). The examples are the
+    ones on disk."""
+    import tensorflow_datasets as tfds
+    from etils.epath import gpath
+
+    from depthsense_jax.data import registry
+
+    data_dir = _bucket(gcs) + "/tfds"
+    storage.copy_tree(str(tiny_data_dir), data_dir)
+    monkeypatch.setenv("EPATH_USE_TF", "true")
+    gpath._is_tf_installed.cache_clear()  # epath caches its choice per process
+    try:
+        examples = {}
+        for where, folder in (("disk", str(tiny_data_dir)), ("bucket", data_dir)):
+            data = load_config("default", ["--config.data.name=synthetic_scenes/tiny",
+                                           f"--config.data.data_dir={folder}"]).data
+            builder = registry.prepared_builder(data)
+            assert str(builder.data_dir).startswith(folder)
+            examples[where] = list(tfds.as_numpy(builder.as_dataset(split="validation",
+                                                                    shuffle_files=False)))
+    finally:
+        gpath._is_tf_installed.cache_clear()
+    assert len(examples["bucket"]) == len(examples["disk"]) == 16
+    for a, b in zip(examples["disk"], examples["bucket"], strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
 
 
 @pytest.mark.slow
