@@ -177,8 +177,7 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
         else:
             matches = [p for p in storage.glob(item) if storage.isfile(p)]
             if not matches:
-                if storage.is_url(item) and not storage.bucket_exists(item):
-                    raise storage.missing(item)
+                storage.require_bucket(item)
                 raise ValueError(f"input {item!r} is no file, folder or matching pattern")
             paths += matches
     return sorted(dict.fromkeys(

@@ -108,8 +108,7 @@ def load_params(path: str) -> tuple[ml_collections.ConfigDict, dict]:
     model_json = storage.join(folder, "model.json")
     if not storage.isfile(model_json):
         if not storage.exists(path):
-            if storage.is_url(path) and not storage.bucket_exists(path):
-                raise storage.missing(path)
+            storage.require_bucket(path)
             raise FileNotFoundError(f"--params {path!r} does not exist")
         raise FileNotFoundError(f"{model_json} does not exist: an export folder has "
                                 "model.json beside its params (`depthsense export`)")
@@ -173,8 +172,7 @@ def load_variables(source: str, model_config, checkpoint: str = "latest") -> dic
     elif storage.exists(path):
         _, variables = load_params(path)
     else:
-        if storage.is_url(path) and not storage.bucket_exists(path):
-            raise storage.missing(path)
+        storage.require_bucket(path)
         raise FileNotFoundError(f"init.from {source!r} does not exist (a training workdir or "
                                 "an export folder)")
     check_variables(model_config, variables, f"init.from {source!r}")

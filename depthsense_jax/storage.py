@@ -114,6 +114,13 @@ def bucket_exists(url: str) -> bool:
     return _epath(bucket_of(url)).exists()
 
 
+def require_bucket(path: str) -> None:
+    """For a URL whose bucket is missing, the FileNotFoundError saying so (`missing`);
+    nothing for a local path or a bucket that exists."""
+    if is_url(path) and not bucket_exists(path):
+        raise missing(path)
+
+
 def exists(path: str) -> bool:
     return _epath(path).exists() if is_url(path) else os.path.exists(path)
 
@@ -180,7 +187,11 @@ def walk_files(path: str) -> list[str]:
 def getsize(path: str) -> int:
     """Bytes of a file, or of every file under a folder."""
     if isdir(path):
-        return sum(getsize(f) for f in walk_files(path))
+        return sum(_file_size(f) for f in walk_files(path))
+    return _file_size(path)
+
+
+def _file_size(path: str) -> int:
     if is_url(path):
         with _naming(path):
             return _epath(path).stat().length
@@ -191,8 +202,7 @@ def makedirs(path: str) -> None:
     """A local folder (with parents); for a URL, a FileNotFoundError unless the bucket
     exists (object stores have no folders, and some clients would create the bucket)."""
     if is_url(path):
-        if not bucket_exists(path):
-            raise missing(path)
+        require_bucket(path)
         _epath(path).mkdir(parents=True, exist_ok=True)
     else:
         os.makedirs(path, exist_ok=True)

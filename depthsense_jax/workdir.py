@@ -44,8 +44,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a run saved in WORKDIR/config.json."""
     file = path(workdir, CONFIG_FILE)
     if not storage.isfile(file):
-        if storage.is_url(file) and not storage.bucket_exists(file):
-            raise storage.missing(file)
+        storage.require_bucket(file)
         raise FileNotFoundError(f"{file} does not exist: is {workdir!r} a training workdir "
                                 "(made by `depthsense train`)?")
     return ml_collections.ConfigDict(json.loads(storage.read_text(file)))

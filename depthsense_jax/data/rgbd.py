@@ -156,8 +156,7 @@ def load(name: str, data_dir: str | None, build_hint: str):
     folder = folder_of(name, data_dir)
     if folder is None:
         where = storage.expand(data_dir or "~/tensorflow_datasets")
-        if storage.is_url(where) and not storage.bucket_exists(where):
-            raise storage.missing(where)
+        storage.require_bucket(where)
         raise ValueError(f"dataset {BUILDER}/{name} is not built in {where!r}: {build_hint}")
     record = json.loads(storage.read_text(storage.join(folder, SOURCE_FILE)))
     return tfds.builder_from_directory(folder), record
