@@ -187,11 +187,7 @@ def walk_files(path: str) -> list[str]:
 def getsize(path: str) -> int:
     """Bytes of a file, or of every file under a folder."""
     if isdir(path):
-        return sum(_file_size(f) for f in walk_files(path))
-    return _file_size(path)
-
-
-def _file_size(path: str) -> int:
+        return sum(getsize(f) for f in walk_files(path))
     if is_url(path):
         with _naming(path):
             return _epath(path).stat().length
