@@ -10,7 +10,7 @@ from depthsense_jax.config import base_config
 
 
 def get_config():
-    config = base_config("default")
+    config = base_config("base")
     config.data.name = "redweb"
     config.model.encoder_depth = 50
     config.model.width = 64

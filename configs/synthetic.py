@@ -9,7 +9,7 @@ from depthsense_jax.config import base_config
 
 
 def get_config():
-    config = base_config("default")
+    config = base_config("base")
     config.model.encoder_depth = 18
     config.model.width = 16  # a quarter of torchvision's widths: 16-32-64-128 channels
     config.model.fusion_channels = 32

@@ -1,18 +1,21 @@
-"""depthsense-jax: monocular relative depth in JAX/Flax."""
+"""depthsense-jax: monocular relative depth in JAX/Flax.
 
-from depthsense_jax import _cpu_flags
+Importing the package changes nothing outside it (no environment variable, no JAX
+setting). Call `depthsense_jax.configure()` before using JAX to run with the settings the
+`depthsense` command uses (`depthsense_jax.runtime`). The pure core (`losses`, `sampling`,
+`metrics`) is imported on first use.
+"""
 
-_cpu_flags.apply()  # before anything starts JAX's CPU backend
+import importlib
 
-import os  # noqa: E402
-
-# TensorFlow's GCS client (epath's default for gs://) caches file status for 5 s, so a
-# checkpoint folder just moved aside or deleted would still look present to orbax's step
-# listing. Read when TF loads its file systems, so set before TF is imported; a value the
-# user set wins.
-os.environ.setdefault("GCS_STAT_CACHE_MAX_AGE", "0")
-
-from depthsense_jax import losses, metrics, sampling  # noqa: E402
+from depthsense_jax.runtime import configure
 
 __version__ = "0.1.0"
-__all__ = ["losses", "metrics", "sampling", "__version__"]
+__all__ = ["__version__", "configure", "losses", "metrics", "sampling"]
+_CORE = ("losses", "metrics", "sampling")
+
+
+def __getattr__(name: str):
+    if name in _CORE:
+        return importlib.import_module(f"depthsense_jax.{name}")
+    raise AttributeError(f"module 'depthsense_jax' has no attribute {name!r}")

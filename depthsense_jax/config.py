@@ -14,6 +14,9 @@ import ml_collections
 # The repository's configs/ folder, installed as this package (never as a top-level
 # `configs`, which would clash with any other project's).
 SHIPPED_PACKAGE = "depthsense_jax.configs"
+# Old names of shipped configs, still accepted: configs/base.py was configs/default.py,
+# which was the default of some commands but not of `train` (whose default is synthetic).
+RENAMED = {"default": "base"}
 
 
 def _shipped_folder() -> str:
@@ -26,7 +29,7 @@ def _shipped_folder() -> str:
 
 
 def shipped_names() -> list[str]:
-    """Names of the configs that ship with the package ("default", "synthetic", ...)."""
+    """Names of the configs that ship with the package ("base", "synthetic", ...)."""
     return sorted(name[:-3] for name in os.listdir(_shipped_folder())
                   if name.endswith(".py") and not name.startswith("_"))
 
@@ -35,6 +38,7 @@ def _shipped_config(name: str) -> str | None:
     # "synthetic", "synthetic.py" or "configs/synthetic.py" from outside the repository.
     folder, base = os.path.split(os.path.normpath(name))
     name = base.removesuffix(".py")
+    name = RENAMED.get(name, name)
     if folder in ("", "configs") and name in shipped_names():
         return os.path.join(_shipped_folder(), name + ".py")
     return None
@@ -59,7 +63,7 @@ def _run(path: str) -> ml_collections.ConfigDict:
 
 def base_config(name: str) -> ml_collections.ConfigDict:
     """A shipped config (or a config file) as an unlocked ConfigDict, for a config file
-    that builds on it: `config = base_config("default")` in its get_config()."""
+    that builds on it: `config = base_config("base")` in its get_config()."""
     return _run(name)
 
 

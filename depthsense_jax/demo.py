@@ -81,15 +81,16 @@ class DepthDemo:
     requests, results written under `out_dir` (a temporary folder by default, removed with
     the object).
 
-    size: the short side the model sees (default: the model's training size, else
-    inference.DEFAULT_SIZE). max_pixels: larger photos are refused before they are decoded.
+    size: the short side the model sees (default: the model's training size, else its
+    family's default). max_pixels: larger photos are refused before they are decoded.
     """
 
     def __init__(self, model: inference.LoadedModel, size: int | None = None,
                  max_pixels: int = MAX_PIXELS, out_dir: str | None = None):
         self.gr = _gradio()
-        self.size = size or model.image_size or inference.DEFAULT_SIZE
-        inference.model_size(32, 32, self.size)  # a bad size fails now, not per request
+        self.predictor = inference.Predictor(model)
+        self.size = size or self.predictor.default_size
+        self.predictor.model_size(1, 1, self.size)  # a bad size fails now, not per request
         if max_pixels < 1:
             raise ValueError(f"max_pixels must be positive, got {max_pixels}")
         self.max_pixels = max_pixels
@@ -97,7 +98,6 @@ class DepthDemo:
             out_dir = tempfile.mkdtemp(prefix="depthsense-demo-")
             weakref.finalize(self, shutil.rmtree, out_dir, True)
         self.out_dir = out_dir
-        self.predictor = inference.Predictor(model.model_config, model.variables)
         # Gradio serialises each event, but the button, the upload and the examples are three
         # events: the lock keeps one prediction at a time whichever of them asks.
         self._lock = threading.Lock()
@@ -112,7 +112,7 @@ class DepthDemo:
     def depth(self, photo: np.ndarray) -> np.ndarray:
         """(H, W, 3) float32 RGB in [0, 1] -> (H, W) float32 relative inverse depth."""
         with self._lock:
-            return inference.predict(self.predictor, [photo], size=self.size, batch_size=1)[0]
+            return self.predictor.predict([photo], size=self.size, batch_size=1)[0]
 
     def _error(self, message: str, title: str = "Error") -> Exception:
         """The in-page message for bad input (no traceback in the server's log: the input,
@@ -247,7 +247,8 @@ def build_app(model: inference.LoadedModel, size: int | None = None,
               examples: list[str] | None = None, max_pixels: int = MAX_PIXELS,
               ) -> gradio.Blocks:
     """The demo page for `model` as a gradio.Blocks (compiled and warmed up, not launched).
-    size: the short side the model sees (default: its training size, else 384); examples:
+    size: the short side the model sees (default: its training size, else its family's
+    default); examples:
     photo files offered as examples; max_pixels: larger uploads are refused."""
     return DepthDemo(model, size, max_pixels).build(examples)
 
@@ -257,7 +258,7 @@ def launch(model: inference.LoadedModel, size: int | None = None,
            host: str = "127.0.0.1", port: int = 7860,
            log: Callable[[str], None] = print) -> None:
     """Serve the demo at http://host:port until interrupted (Ctrl+C)."""
-    log(f"compiling the model (short side {size or model.image_size or inference.DEFAULT_SIZE})")
+    log("compiling the model")
     app = build_app(model, size, examples, max_pixels)
     # ssr_mode=False: server-side rendering would start a Node server, which the page does
     # not need. quiet: the one line below says where to go. No allowed_paths: Gradio copies

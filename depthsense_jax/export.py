@@ -1,10 +1,12 @@
-"""Export a trained DepthNet: params files, a serialized jax.export function, a TF SavedModel.
+"""Export a trained model of any family: params files, a serialized jax.export function, a
+TF SavedModel, an ONNX graph.
 
-Layout of an export folder (model.json and the params files: see `params_io`):
-  model.json            the model config that rebuilds DepthNet (encoder_depth, width, ...)
-  params.msgpack        {"params", "batch_stats"} by flax.serialization
+Layout of an export folder (model.json and the params files: see `params_io`), with S the
+model family's stride (32 for DepthNet):
+  model.json            the family's name and the fields that rebuild the model
+  params.msgpack        the variables by flax.serialization
   params.safetensors    the same, flat names joined by "/" ("params/encoder/conv1/kernel")
-  model.jax             jax.export of images (B, 32h, 32w, 3) -> (B, 32h, 32w), params inside
+  model.jax             jax.export of images (B, S*h, S*w, 3) -> (B, S*h, S*w), params inside
   saved_model/          the same function through jax2tf, for TF Serving
   model.onnx            the same function as an ONNX graph (`onnx_export`), dynamic batch
                         and sizes, float32
@@ -21,8 +23,8 @@ import numpy as np
 from flax import traverse_util
 
 from depthsense_jax import params_io, storage
-from depthsense_jax.inference import LoadedModel
-from depthsense_jax.models import infer, model_from_config
+from depthsense_jax.models import registry
+from depthsense_jax.params_io import LoadedModel
 
 FORMATS = ("msgpack", "safetensors", "jax", "savedmodel", "onnx")
 DEFAULT_FORMATS = ("msgpack", "safetensors", "jax", "savedmodel")
@@ -34,11 +36,11 @@ CHECK_BATCHES = (1, 3)
 
 def inference_fn(model_config, variables: dict) -> Callable[[jax.Array], jax.Array]:
     """images (B, H, W, 3) float32 [0, 1] -> (B, H, W) float32, params closed over."""
-    model = model_from_config(model_config)
+    model = registry.build(model_config)
     variables = jax.tree.map(jnp.asarray, variables)
 
     def fn(images):
-        return infer(model, variables, images)
+        return registry.infer(model, variables, images)
 
     return fn
 
@@ -46,11 +48,13 @@ def inference_fn(model_config, variables: dict) -> Callable[[jax.Array], jax.Arr
 def export_jax(out_dir: str, model_config, variables: dict,
                platforms: tuple[str, ...] = ("cpu",)) -> str:
     """Serialize the inference function with jax.export to DIR/model.jax: batch and spatial
-    sizes symbolic (B, 32h, 32w, 3), lowered for `platforms` ("cpu", "cuda", "tpu")."""
+    sizes symbolic (B, S*h, S*w, 3) for the family's stride S, lowered for `platforms`
+    ("cpu", "cuda", "tpu")."""
     from jax import export
 
+    stride = registry.family_of(model_config).stride
     b, h, w = export.symbolic_shape("b, h, w")
-    spec = jax.ShapeDtypeStruct((b, 32 * h, 32 * w, 3), jnp.float32)
+    spec = jax.ShapeDtypeStruct((b, stride * h, stride * w, 3), jnp.float32)
     exported = export.export(jax.jit(inference_fn(model_config, variables)),
                              platforms=platforms)(spec)
     path = storage.join(out_dir, "model.jax")
@@ -75,7 +79,8 @@ def export_savedmodel(out_dir: str, model_config, variables: dict) -> str:
     from depthsense_jax._tf import keep_tf_off_accelerators
 
     keep_tf_off_accelerators()  # on a GPU host the GPU memory is JAX's
-    model = model_from_config(model_config)
+    model = registry.build(model_config)
+    stride = registry.family_of(model_config).stride
     flat = params_io.flat(variables)
     names = sorted(flat)
     module = tf.Module()
@@ -84,9 +89,10 @@ def export_savedmodel(out_dir: str, model_config, variables: dict) -> str:
 
     def apply(params, images):
         tree = traverse_util.unflatten_dict(dict(zip(names, params, strict=True)), sep="/")
-        return infer(model, tree, images)
+        return registry.infer(model, tree, images)
 
-    converted = jax2tf.convert(apply, polymorphic_shapes=[None, "(b, 32*h, 32*w, 3)"],
+    shape = f"(b, {stride}*h, {stride}*w, 3)"
+    converted = jax2tf.convert(apply, polymorphic_shapes=[None, shape],
                                with_gradient=False)
 
     @tf.function(autograph=False, input_signature=[
@@ -105,13 +111,20 @@ def _max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
+def check_sizes(model_config) -> tuple[tuple[int, int], ...]:
+    """The two input sizes every export is checked at: 2x3 and 3x2 strides (64x96 and
+    96x64 for DepthNet)."""
+    stride = registry.family_of(model_config).stride
+    return ((2 * stride, 3 * stride), (3 * stride, 2 * stride))
+
+
 def export_all(out_dir: str, model: LoadedModel, formats=DEFAULT_FORMATS,
-               platforms: tuple[str, ...] = ("cpu",), sizes=((64, 96), (96, 64)),
+               platforms: tuple[str, ...] = ("cpu",), sizes=None,
                log: Callable[[str], None] = print, tolerance: dict | None = None) -> dict:
-    """Write every format of `model`, reload each, run it on random inputs of `sizes` at
-    batch 1 and 3, compare with the live model and report file sizes. A mismatch above the
-    format's tolerance (`TOLERANCE`, overridden per format by `tolerance`) is a
-    RuntimeError."""
+    """Write every format of `model`, reload each, run it on random inputs of `sizes`
+    (default `check_sizes`) at batch 1 and 3, compare with the live model and report file
+    sizes. A mismatch above the format's tolerance (`TOLERANCE`, overridden per format by
+    `tolerance`) is a RuntimeError."""
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(f"unknown export format(s) {unknown}; choose from {list(FORMATS)}")
@@ -121,10 +134,15 @@ def export_all(out_dir: str, model: LoadedModel, formats=DEFAULT_FORMATS,
     if "onnx" in formats:  # before anything is written
         from depthsense_jax import onnx_export
 
+        family = registry.family_of(model.model_config)
+        if family.onnx is None:
+            raise ValueError(f"the {family.name} model family has no ONNX writer; choose from "
+                             f"{', '.join(f for f in FORMATS if f != 'onnx')}")
         onnx_export.require_onnx()
         onnx_export.require_onnxruntime()
     tolerance = {**TOLERANCE, **(tolerance or {})}
     model_config, variables = model.model_config, model.variables
+    sizes = sizes or check_sizes(model_config)
     out_dir = storage.normalize(storage.expand(out_dir))
     storage.makedirs(out_dir)
     live = jax.jit(inference_fn(model_config, variables))

@@ -1,11 +1,12 @@
 """Relative depth for photos of any size: load a trained model, resize, predict, resize back,
 and write the results for photo files.
 
-The model takes sides that are multiples of 32. A photo is resized keeping its aspect ratio so
-that its *short* side is `size` (the training `image_size` by default: training crops come
-from images whose short side is image_size x 1..scale_max, evaluation from a short side of
-exactly image_size), both sides rounded to multiples of 32; the prediction is resized back to
-the photo's size (bilinear).
+A model takes sides that are multiples of its family's stride (32 for DepthNet). A photo is
+resized keeping its aspect ratio so that its *short* side is `size` (the training
+`image_size` by default: training crops come from images whose short side is image_size x
+1..scale_max, evaluation from a short side of exactly image_size; the family's default size
+when the model does not know it), both sides rounded to multiples of the stride; the
+prediction is resized back to the photo's size (bilinear).
 """
 
 from __future__ import annotations
@@ -23,75 +24,132 @@ import ml_collections
 import numpy as np
 
 from depthsense_jax import params_io, storage, viz
-from depthsense_jax.models import MODEL_KEYS, infer, model_from_config
+from depthsense_jax.models import registry
+from depthsense_jax.params_io import LoadedModel
 
 FORMATS = ("png16", "color", "npy", "side")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 CHUNK = 64  # photos read and held at once by predict_files
-DEFAULT_SIZE = 384  # when neither the params nor the user say: the seed's training size
 MAX_ASPECT = 4  # the long side the model sees is at most this many times the short side
 
+__all__ = ["LoadedModel", "Predictor", "expand_inputs", "load_model", "model_input",
+           "model_size", "predict", "predict_files", "read_photo", "to_png16",
+           "write_outputs"]
 
-def model_size(height: int, width: int, size: int) -> tuple[int, int]:
+
+def model_size(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
     """(h, w) the model sees for a (height, width) photo: aspect kept, short side ~`size`
     (the long side at most MAX_ASPECT x `size`: a panorama is scaled down further), both
-    multiples of 32 and at least 32."""
-    if size < 32 or size % 32:
-        raise ValueError(f"size must be a positive multiple of 32, got {size}")
+    multiples of `stride` (the model family's) and at least one stride."""
+    if size < stride or size % stride:
+        raise ValueError(f"size must be a positive multiple of the model's stride {stride}, "
+                         f"got {size}")
     if height < 1 or width < 1:
         raise ValueError(f"image must be at least 1x1, got {height}x{width}")
     scale = min(size / min(height, width), MAX_ASPECT * size / max(height, width))
-    return (max(32, int(round(height * scale / 32)) * 32),
-            max(32, int(round(width * scale / 32)) * 32))
-
-
-@dataclasses.dataclass
-class LoadedModel:
-    """A trained model ready to predict: what rebuilds it, its variables, and the short side
-    it was trained at (None when unknown)."""
-
-    model_config: ml_collections.ConfigDict
-    variables: dict
-    image_size: int | None = None
+    return (max(stride, int(round(height * scale / stride)) * stride),
+            max(stride, int(round(width * scale / stride)) * stride))
 
 
 def load_model(workdir: str | None = None, params: str | None = None,
                checkpoint: str = "latest", config: ml_collections.ConfigDict | None = None,
                log: Callable[[str], None] = lambda s: None) -> LoadedModel:
     """The model of a training workdir's checkpoint (`workdir`, `checkpoint` "latest",
-    "best" or a step) or of an export folder / params file (`params`): exactly one of them.
-    `config` (optional) overrides the image size and the compute dtype; it must describe the
-    same architecture."""
+    "best" or a step) or of anything else `params_io.load` reads (`params`: an export
+    folder, a params file, a foreign checkpoint): exactly one of them. `config` (optional)
+    overrides the image size and the compute dtype; it must describe the same
+    architecture."""
     if bool(workdir) == bool(params):
         raise ValueError("give exactly one of --workdir DIR or --params FILE_OR_DIR")
-    if workdir:
-        model_config, variables, _ = params_io.restore_params(workdir, checkpoint, log)
-        size = params_io.workdir_image_size(workdir)
-    else:
-        model_config, variables = params_io.load_params(params)
-        size = params_io.trained_size(params)
+    if workdir and not params_io.is_workdir(workdir):
+        # Say what is wrong with a workdir rather than with a params path.
+        from depthsense_jax import workdir as workdir_lib
+
+        workdir_lib.load_config(workdir)
+    model = params_io.load(workdir or params, checkpoint, log,
+                           what="--workdir" if workdir else "--params")
     if config is not None:
-        size = config.image_size
-        if any(config.model[k] != model_config[k] for k in MODEL_KEYS if k != "dtype"):
-            raise ValueError(
-                f"--config describes another model ({params_io.model_config_dict(config.model)})"
-                f" than the params ({params_io.model_config_dict(model_config)})")
-        model_config = ml_collections.ConfigDict(dict(model_config))
+        mine, theirs = (params_io.model_config_dict(config.model),
+                        params_io.model_config_dict(model.model_config))
+        if {k: v for k, v in mine.items() if k != "dtype"} != {
+                k: v for k, v in theirs.items() if k != "dtype"}:
+            raise ValueError(f"--config describes another model ({mine}) than the params "
+                             f"({theirs})")
+        model_config = ml_collections.ConfigDict(dict(model.model_config))
         model_config.dtype = config.model.dtype
-    return LoadedModel(model_config, variables, size)
+        model = dataclasses.replace(model, model_config=model_config,
+                                    image_size=config.image_size)
+    return model
 
 
 class Predictor:
-    """A jitted DepthNet in eval mode for batches of one (h, w); compiled once per shape."""
+    """A loaded model, jitted in eval mode and compiled once per input shape: call it on
+    model-size batches, or `predict` photos of any size."""
 
-    def __init__(self, model_config, variables: dict):
-        self.model = model_from_config(model_config)
-        self.variables = jax.device_put(variables)
-        self._apply = jax.jit(lambda v, x: infer(self.model, v, x))
+    def __init__(self, model: LoadedModel):
+        self.loaded = model
+        self.family = model.family
+        self.module = registry.build(model.model_config)
+        self.variables = jax.device_put(model.variables)
+        self._apply = jax.jit(lambda v, x: registry.infer(self.module, v, x))
+
+    @property
+    def default_size(self) -> int:
+        """The short side photos are resized to: the training image_size when known (rounded
+        to the stride), else the family's default."""
+        size = self.loaded.image_size
+        return self.family.round_size(size) if size else self.family.default_size
+
+    def model_size(self, height: int, width: int, size: int | None = None) -> tuple[int, int]:
+        """`model_size` with this model's stride and default size."""
+        return model_size(height, width, size or self.default_size, self.family.stride)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        """images: (B, h, w, 3) float32 in [0, 1], h and w multiples of 32 -> (B, h, w)."""
+        """images: (B, h, w, 3) float32 in [0, 1], h and w multiples of the stride ->
+        (B, h, w) float32."""
         return np.asarray(self._apply(self.variables, jnp.asarray(images, jnp.float32)))
+
+    def predict(self, images: Iterable[np.ndarray], size: int | None = None,
+                batch_size: int = 8,
+                on_batch: Callable[[int], None] | None = None) -> list[np.ndarray]:
+        """Relative inverse depth (larger = nearer) for each photo, at the photo's size.
+
+        images: (H, W, 3) float32 RGB in [0, 1] or uint8 (any H, W >= 1). size: the short
+        side the model sees (default `default_size`). Photos whose model size is the same go
+        through the model together, `batch_size` at a time (padded to a full batch: one
+        compiled shape per size). Returns (H, W) float32 each, in the model's arbitrary
+        scale and shift. on_batch(n): called after each batch of n.
+        """
+        images = list(images)
+        for i, image in enumerate(images):
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"image {i} must have shape (H, W, 3), got {image.shape}")
+        out: list[np.ndarray | None] = [None] * len(images)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(images):
+            groups.setdefault(self.model_size(im.shape[0], im.shape[1], size), []).append(i)
+        for (h, w), members in groups.items():
+            for start in range(0, len(members), batch_size):
+                chunk = members[start:start + batch_size]
+                batch = np.stack([model_input(images[i], h, w) for i in chunk])
+                padded = np.concatenate(
+                    [batch, np.zeros((batch_size - len(chunk), h, w, 3), np.float32)])
+                depth = self(padded)[:len(chunk)]
+                for i, d in zip(chunk, depth, strict=True):
+                    height, width = images[i].shape[:2]
+                    out[i] = cv2.resize(np.asarray(d, np.float32), (width, height),
+                                        interpolation=cv2.INTER_LINEAR)
+                if on_batch is not None:
+                    on_batch(len(chunk))
+        return out
+
+
+def predict(model: LoadedModel, images: Iterable[np.ndarray], size: int | None = None,
+            batch_size: int = 8,
+            on_batch: Callable[[int], None] | None = None) -> list[np.ndarray]:
+    """`Predictor(model).predict(images, ...)`: relative inverse depth at each photo's size.
+    Keep a Predictor to predict again without compiling again."""
+    return Predictor(model).predict(images, size, batch_size, on_batch)
 
 
 def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -106,58 +164,6 @@ def model_input(image: np.ndarray, height: int, width: int) -> np.ndarray:
     if image.dtype == np.uint8:
         return _resize(image, height, width).astype(np.float32) / 255.0
     return _resize(np.asarray(image, np.float32), height, width)
-
-
-def predict(
-    params: Predictor | LoadedModel | tuple | str,
-    images: Iterable[np.ndarray],
-    size: int | None = None,
-    batch_size: int = 8,
-    on_batch: Callable[[int], None] | None = None,
-) -> list[np.ndarray]:
-    """Relative inverse depth (larger = nearer) for each photo, at the photo's size.
-
-    params: an export folder or params file (`depthsense export`), a LoadedModel, a (model
-    config, variables) pair, or a Predictor (reuse one across calls: it keeps its
-    compilations). size: the short side the model sees (default: the training image_size
-    when `params` knows it, else 384).
-
-    images: (H, W, 3) float32 RGB in [0, 1] or uint8 (any H, W >= 1). Photos whose model
-    size is the same go through the model together, `batch_size` at a time. Returns (H, W)
-    float32 each, in the model's arbitrary scale and shift. on_batch(n): called after each
-    batch of n.
-    """
-    if isinstance(params, str | os.PathLike):
-        params = load_model(params=str(params))
-    if isinstance(params, LoadedModel):
-        size = size or params.image_size
-        params = (params.model_config, params.variables)
-    predictor = Predictor(*params) if isinstance(params, tuple) else params
-    size = size or DEFAULT_SIZE
-    images = list(images)
-    for i, image in enumerate(images):
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image {i} must have shape (H, W, 3), got {image.shape}")
-    shapes = [model_size(im.shape[0], im.shape[1], size) for im in images]
-    out: list[np.ndarray | None] = [None] * len(images)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, shape in enumerate(shapes):
-        groups.setdefault(shape, []).append(i)
-    for (h, w), members in groups.items():
-        for start in range(0, len(members), batch_size):
-            chunk = members[start:start + batch_size]
-            batch = np.stack([model_input(images[i], h, w) for i in chunk])
-            # Pad to a full batch: one compiled shape per (h, w), not one per remainder.
-            padded = np.concatenate(
-                [batch, np.zeros((batch_size - len(chunk), h, w, 3), np.float32)])
-            depth = predictor(padded)[:len(chunk)]
-            for i, d in zip(chunk, depth, strict=True):
-                height, width = images[i].shape[:2]
-                out[i] = cv2.resize(np.asarray(d, np.float32), (width, height),
-                                    interpolation=cv2.INTER_LINEAR)
-            if on_batch is not None:
-                on_batch(len(chunk))
-    return out
 
 
 # Photo files -------------------------------------------------------------------------------
@@ -268,13 +274,13 @@ def predict_files(model: LoadedModel, inputs: Sequence[str], out_dir: str,
     if unknown or not formats:
         raise ValueError(f"--format {','.join(formats)!r}: choose from {', '.join(FORMATS)}")
     viz.colormap_id(colormap)  # a bad --colormap fails before anything is read
-    size = size or model.image_size or DEFAULT_SIZE
-    model_size(32, 32, size)  # so does a bad --size
+    predictor = Predictor(model)
+    size = size or predictor.default_size
+    predictor.model_size(1, 1, size)  # so does a bad --size
     paths = expand_inputs(inputs)
     if not paths:
         raise ValueError(f"no image files in {list(inputs)}")
     names = _output_names(paths)
-    predictor = Predictor(model.model_config, model.variables)
     summary = Summary()
     from tqdm import tqdm
 
@@ -290,8 +296,8 @@ def predict_files(model: LoadedModel, inputs: Sequence[str], out_dir: str,
                 summary.skipped.append((path, str(err)))
                 tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
                 bar.update(1)
-        depths = predict(predictor, photos, size=size, batch_size=batch_size,
-                         on_batch=bar.update)
+        depths = predictor.predict(photos, size=size, batch_size=batch_size,
+                                   on_batch=bar.update)
         for path, photo, depth in zip(kept, photos, depths, strict=True):
             write_outputs(storage.join(storage.expand(out_dir), *names[path].split("/")),
                           photo, depth, formats, colormap)

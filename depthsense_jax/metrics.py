@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from depthsense_jax import _checks, sampling
 from depthsense_jax._reduce import masked_mean
-from depthsense_jax.losses.scale_shift import fit_scale_shift
+from depthsense_jax.losses import scale_shift
 from depthsense_jax.losses.ssim import ssim
 
 __all__ = ["DEPTH_ERRORS", "abs_rel", "align_scale_shift", "aligned_errors", "counted_pairs",
@@ -67,11 +67,9 @@ def whdr(
     counted = _counted(pairs, mask)
     fit_mask = jnp.ones(pred.shape, bool) if mask is None else jnp.asarray(mask, bool)
     target = jnp.asarray(target, jnp.float32)
-    scale, shift = fit_scale_shift(pred, target, fit_mask)
     # With the scale clamped to 0 the aligned map is a constant whatever the shift: every
     # pair is labelled "equal".
-    scale = jnp.maximum(scale, 0.0)
-    aligned = scale[:, None, None] * jnp.asarray(pred, jnp.float32) + shift[:, None, None]
+    aligned = scale_shift.align_scale_shift(pred, target, fit_mask, nonnegative=True)
     truth = sampling.ordinal_labels(target, pairs, sigma)
     p_a, p_b = sampling.gather_pairs(aligned, pairs)
     guess = sampling.labels_from_values(p_a, p_b, sigma)
@@ -90,8 +88,7 @@ def _check(pred, target, mask) -> None:
 def align_scale_shift(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
     """s pred + t with per-image least-squares (s, t) over the mask: (B, H, W) float32."""
     _check(pred, target, mask)
-    scale, shift = fit_scale_shift(pred, target, mask)
-    return scale[:, None, None] * jnp.asarray(pred, jnp.float32) + shift[:, None, None]
+    return scale_shift.align_scale_shift(pred, target, mask)
 
 
 def _per_image_mean(values, valid):

@@ -1,19 +1,20 @@
-"""DepthNet as an ONNX graph, written from its variables with the `onnx` package.
+"""A model as an ONNX graph, written from its variables with the `onnx` package.
 
-Why not a converter: with the versions this project pins, neither exports DepthNet
+Why not a converter: with the versions this project pins, neither exports the models
 correctly (README, "ONNX"). tf2onnx reads jax2tf's SavedModel as one XlaCallModule op
 (StableHLO inside), which it cannot translate; jax2onnx (0.17) pins orbax-checkpoint
 < 0.11.37 against our >= 0.12.8, patches flax's max_pool with a version that drops the stem's
 padding, and the graph it writes for the residual blocks fails onnxruntime's shape checks.
 
-So the graph is built from the same architecture description the Flax modules use
-(`resnet.STAGES`, the module names) and every variable is consumed exactly once, which makes
-a renamed or added parameter an error here rather than a silently different model. The
-live-model comparison in `export.export_all` is the proof of equivalence.
+So each model family writes its own graph (its `onnx` writer, e.g.
+`models.depthnet_onnx.write`) with the operations of `Graph`, which hands out every
+variable exactly once: a renamed or added parameter is an error here rather than a silently
+different model. The live-model comparison in `export.export_all` is the proof of
+equivalence.
 
-Graph: images (batch, height, width, 3) float32 in [0, 1], height and width multiples of 32
--> depth (batch, height, width) float32, computed in NCHW (ONNX's convolution layout) in
-float32 whatever the training dtype. Opset `OPSET`.
+Graph: images (batch, height, width, 3) float32 in [0, 1], height and width multiples of
+the family's stride -> depth (batch, height, width) float32, computed in NCHW (ONNX's
+convolution layout) in float32 whatever the training dtype. Opset `OPSET`.
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ import json
 import numpy as np
 
 from depthsense_jax import params_io, storage
-from depthsense_jax.models.resnet import STAGES
+from depthsense_jax.models import registry
 
 OPSET = 17  # Resize with align_corners (>= 11) and Squeeze's axes input (>= 13); TensorRT 8.6+
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 BN_EPSILON = 1e-5
 
 
@@ -50,8 +49,10 @@ def require_onnxruntime():
     return _require("onnxruntime", "checking an ONNX export")
 
 
-class _Graph:
-    """Nodes and initializers of one graph; `var` hands out each variable once."""
+class Graph:
+    """Nodes and initializers of one graph, and the operations a family's writer builds it
+    with; `var` hands out each variable once (by its "params/..." or "batch_stats/..."
+    path)."""
 
     def __init__(self, variables: dict):
         self.onnx = require_onnx()
@@ -61,13 +62,16 @@ class _Graph:
         self.used: set[str] = set()
         self._count = 0
 
+    def has(self, path: str) -> bool:
+        return path in self.flat
+
     def name(self, hint: str) -> str:
         self._count += 1
         return f"{hint}_{self._count}"
 
     def var(self, path: str) -> np.ndarray:
         if path not in self.flat:
-            raise ValueError(f"the params have no {path!r}: not a DepthNet of this version")
+            raise ValueError(f"the params have no {path!r}: not a model of this version")
         if path in self.used:
             raise ValueError(f"{path!r} used twice")
         self.used.add(path)
@@ -111,86 +115,36 @@ class _Graph:
                        coordinate_transformation_mode="align_corners")
 
 
-def _residual_block(g: _Graph, x: str, prefix: str, kind: str, stride: int) -> str:
-    """models.resnet.BasicBlock / Bottleneck (the stride sits on the 3x3 convolution)."""
-    if kind == "basic":
-        y = g.relu(g.batch_norm(g.conv(x, f"{prefix}/conv1", stride), f"{prefix}/bn1"))
-        y = g.batch_norm(g.conv(y, f"{prefix}/conv2"), f"{prefix}/bn2")
-    else:
-        y = g.relu(g.batch_norm(g.conv(x, f"{prefix}/conv1"), f"{prefix}/bn1"))
-        y = g.relu(g.batch_norm(g.conv(y, f"{prefix}/conv2", stride), f"{prefix}/bn2"))
-        y = g.batch_norm(g.conv(y, f"{prefix}/conv3"), f"{prefix}/bn3")
-    if f"params/{prefix}/downsample_conv/kernel" in g.flat:
-        x = g.batch_norm(g.conv(x, f"{prefix}/downsample_conv", stride),
-                         f"{prefix}/downsample_bn")
-    return g.relu(g.add(x, y))
-
-
-def _encoder(g: _Graph, x: str, depth: int) -> list[str]:
-    """models.resnet.ResNet: C2..C5."""
-    kind, blocks = STAGES[depth]
-    x = g.relu(g.batch_norm(g.conv(x, "encoder/conv1", 2), "encoder/bn1"))
-    x = g.op("MaxPool", [x], "maxpool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
-    features = []
-    for stage, count in enumerate(blocks):
-        for index in range(count):
-            stride = 2 if stage > 0 and index == 0 else 1
-            x = _residual_block(g, x, f"encoder/layer{stage + 1}_{index}", kind, stride)
-        features.append(x)
-    return features
-
-
-def _ftb(g: _Graph, x: str, prefix: str) -> str:
-    """models.fusion.FTB."""
-    h = g.relu(g.conv(x, f"{prefix}/conv1", bias=True))
-    branch = g.batch_norm(g.conv(h, f"{prefix}/branch_conv1", bias=True), f"{prefix}/branch_bn")
-    branch = g.conv(g.relu(branch), f"{prefix}/branch_conv2", bias=True)
-    return g.relu(g.add(h, branch))
-
-
-def _decoder(g: _Graph, features: list[str]) -> str:
-    """models.fusion.FusionDecoder: (B, 1, H, W)."""
-    c2, c3, c4, c5 = features
-    x = _ftb(g, c5, "decoder/top_ftb")
-    x = g.upsample2x(g.conv(x, "decoder/top_conv", bias=True))
-    for name, low in (("ffm4", c4), ("ffm3", c3), ("ffm2", c2)):
-        x = g.add(_ftb(g, low, f"decoder/{name}/ftb1"), x)
-        x = g.upsample2x(_ftb(g, x, f"decoder/{name}/ftb2"))
-    x = g.batch_norm(g.conv(x, "decoder/output/conv1", bias=True), "decoder/output/bn")
-    return g.upsample2x(g.conv(g.relu(x), "decoder/output/conv2", bias=True))
-
-
 def build_model(model_config, variables: dict, opset: int = OPSET):
-    """onnx.ModelProto of DepthNet(model_config) with `variables` ({"params",
-    "batch_stats"}) as initializers: images (batch, height, width, 3) -> depth (batch,
-    height, width), both float32, the sizes dynamic."""
+    """onnx.ModelProto of the model of `model_config` with `variables` as initializers:
+    images (batch, height, width, 3) -> depth (batch, height, width), both float32, the
+    sizes dynamic. Every variable must be used by the family's writer."""
     onnx = require_onnx()
     from onnx import TensorProto, helper
 
-    depth = int(model_config.encoder_depth)
-    if depth not in STAGES:
-        raise ValueError(f"encoder_depth must be one of {sorted(STAGES)}, got {depth}")
-    g = _Graph(variables)
-    x = g.op("Sub", ["images", g.const("mean", np.asarray(IMAGENET_MEAN, np.float32))])
-    x = g.op("Div", [x, g.const("std", np.asarray(IMAGENET_STD, np.float32))])
-    x = g.op("Transpose", [x], "to_nchw", perm=[0, 3, 1, 2])
-    out = _decoder(g, _encoder(g, x, depth))
+    family = registry.family_of(model_config)
+    if family.onnx is None:
+        raise ValueError(f"the {family.name} model family has no ONNX writer; export it as "
+                         "msgpack, safetensors, jax or savedmodel")
+    g = Graph(variables)
+    out = family.onnx(g, "images", model_config)
     g.nodes.append(helper.make_node("Squeeze", [out, g.const("axis", np.asarray([1]))],
                                     ["depth"], name="depth"))
     unused = sorted(set(g.flat) - g.used)
     if unused:
-        raise ValueError(f"the params hold variables DepthNet's ONNX graph does not use: "
-                         f"{unused[:5]}{' ...' if len(unused) > 5 else ''}")
+        raise ValueError(f"the params hold variables the {family.name} ONNX graph does not "
+                         f"use: {unused[:5]}{' ...' if len(unused) > 5 else ''}")
     dims = ["batch", "height", "width"]
     graph = helper.make_graph(
-        g.nodes, "depthnet",
+        g.nodes, family.name,
         [helper.make_tensor_value_info("images", TensorProto.FLOAT, dims + [3])],
         [helper.make_tensor_value_info("depth", TensorProto.FLOAT, dims)],
         initializer=g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="depthsense-jax")
     model.doc_string = ("Relative inverse depth (larger = nearer). images: (batch, height, "
-                        "width, 3) float32 RGB in [0, 1], height and width multiples of 32.")
+                        f"width, 3) float32 RGB in [0, 1], height and width multiples of "
+                        f"{family.stride}.")
     helper.set_model_props(model, {"model.json": json.dumps(
         params_io.model_config_dict(model_config), sort_keys=True)})
     onnx.checker.check_model(model)

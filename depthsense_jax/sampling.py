@@ -92,6 +92,23 @@ def random_pairs(key: jax.Array, mask: jax.Array, num_pairs: int = 300) -> Pairs
     return jax.vmap(_random_pairs_one, in_axes=(0, 0, None))(keys, cumulative, num_pairs)
 
 
+def image_keys(key: jax.Array, batch_size: int) -> jax.Array:
+    """fold_in(key, i) for each row i: (B,) keys. An image's randomness then depends
+    neither on the other rows of its batch nor on the batch size (padding rows included)."""
+    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(batch_size))
+
+
+def per_image_pairs(key: jax.Array, mask: jax.Array, num_pairs: int) -> Pairs:
+    """`num_pairs` random pairs per image over its mask (B, H, W), image i drawn from
+    fold_in(key, i): an image's pairs do not depend on the batch it is in (evaluation's
+    WHDR, whichever loop scores it)."""
+    def one(image_key, m):
+        pairs = random_pairs(image_key, m[None], num_pairs)
+        return jax.tree.map(lambda x: x[0], pairs)
+
+    return jax.vmap(one)(image_keys(key, mask.shape[0]), jnp.asarray(mask, bool))
+
+
 def _sobel(grey: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Sobel derivatives (d/dcol, d/drow) of (B, H, W) maps, replicate-padded so that the
     image frame is not an edge."""

@@ -196,12 +196,19 @@ def getsize(path: str) -> int:
 
 def makedirs(path: str) -> None:
     """A local folder (with parents); for a URL, a FileNotFoundError unless the bucket
-    exists (object stores have no folders, and some clients would create the bucket)."""
+    exists (object stores have no folders, and some clients would create the bucket). A
+    local path that is, or lies under, an existing file is a ValueError naming the file."""
     if is_url(path):
         require_bucket(path)
         _epath(path).mkdir(parents=True, exist_ok=True)
-    else:
-        os.makedirs(path, exist_ok=True)
+        return
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        where = "is" if parent == os.path.abspath(path) else f"lies under {parent!r}, which is"
+        raise ValueError(f"{path!r} {where} a file, not a folder: give a folder")
+    os.makedirs(path, exist_ok=True)
 
 
 def read_bytes(path: str) -> bytes:

@@ -28,14 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from depthsense_jax import storage, viz
-from depthsense_jax.inference import (
-    DEFAULT_SIZE,
-    LoadedModel,
-    Predictor,
-    model_input,
-    model_size,
-    to_png16,
-)
+from depthsense_jax.inference import LoadedModel, Predictor, model_input, to_png16
+from depthsense_jax.losses.scale_shift import apply_scale_shift, fit_scale_shift
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".3gp", ".ts")
@@ -69,32 +63,23 @@ def init_state(height: int, width: int) -> StabilizerState:
     return StabilizerState(zeros, zeros, jnp.zeros(2, jnp.float32), jnp.asarray(False))
 
 
-def _weighted_fit(p, r, w):
-    """Least-squares (a, b) minimising sum w (a p + b - r)^2; a = 0 when p is flat."""
-    total = jnp.maximum(jnp.sum(w), 1e-12)
-    mp, mr = jnp.sum(w * p) / total, jnp.sum(w * r) / total
-    dp = p - mp
-    var = jnp.sum(w * dp * dp) / total
-    cov = jnp.sum(w * dp * (r - mr)) / total
-    ok = var > 1e-12 * (mp * mp + var) + 1e-30
-    a = jnp.where(ok, cov / jnp.where(ok, var, 1.0), 0.0)
-    return a, mr - a * mp
-
-
 def robust_scale_shift(pred: jax.Array, reference: jax.Array, weights: jax.Array,
                        steps: int = IRLS_STEPS) -> tuple[jax.Array, jax.Array]:
     """(a, b) with a * pred + b ~ reference over `weights` (h, w) in [0, 1]: least squares
-    reweighted `steps` times by Cauchy weights 1 / (1 + (res / 2.385 s)^2), s the robust
-    (median-based) scale of the residuals. a >= 0 is not enforced here."""
-    a, b = _weighted_fit(pred, reference, weights)
+    (`losses.fit_scale_shift`, weighted) reweighted `steps` times by Cauchy weights
+    1 / (1 + (res / 2.385 s)^2), s the robust (median-based) scale of the residuals.
+    a >= 0 is not enforced here."""
+    pred, reference, weights = pred[None], reference[None], weights[None]
+    a, b = fit_scale_shift(pred, reference, weights)
     for _ in range(steps):
-        res = a * pred + b - reference
+        res = apply_scale_shift(pred, a, b) - reference
         # The residuals' scale: 1.4826 x their median absolute value over the counted pixels
         # (a mean would be dragged by the very outliers the weights are to shed).
         sigma = 1.4826 * jnp.nanmedian(jnp.where(weights > 0, jnp.abs(res), jnp.nan))
-        sigma = jnp.nan_to_num(sigma) + 1e-12 * (jnp.abs(b) + jnp.abs(a) + 1.0)
-        a, b = _weighted_fit(pred, reference, weights / (1.0 + (res / (2.385 * sigma)) ** 2))
-    return a, b
+        sigma = jnp.nan_to_num(sigma) + 1e-12 * (jnp.abs(b[0]) + jnp.abs(a[0]) + 1.0)
+        a, b = fit_scale_shift(pred, reference,
+                               weights / (1.0 + (res / (2.385 * sigma)) ** 2))
+    return a[0], b[0]
 
 
 def _moments_fit(pred, reference):
@@ -241,11 +226,10 @@ def predict_video(model: LoadedModel, path: str, out_dir: str, size: int | None 
     if not 0.0 < smoothing <= 1.0:
         raise ValueError(f"--smoothing must be in (0, 1], got {smoothing}")
     cmap = viz.colormap_id(colormap)
-    size = size or model.image_size or DEFAULT_SIZE
+    predictor = predictor or Predictor(model)
     capture, frame, fps, expected = _open(path)
     height, width = frame.shape[:2]
-    h, w = model_size(height, width, size)
-    predictor = predictor or Predictor(model.model_config, model.variables)
+    h, w = predictor.model_size(height, width, size)
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, os.path.splitext(os.path.basename(path))[0] + "_depth")
     outputs: list[str] = []

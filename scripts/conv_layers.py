@@ -1,6 +1,6 @@
 """Time each convolution of DepthNet alone: forward, input gradient and weight gradient in
-JAX (XLA's, and the per-tap GEMM weight gradient of `models.conv`), and the same in PyTorch
-when it is installed (docs/benchmarks.md, "Convolutions on CPU").
+JAX (XLA's), and the same in PyTorch when it is installed (docs/benchmarks.md, "Convolutions
+on CPU").
 
     python scripts/conv_layers.py --model r50            # ResNet-50 at 384 px, batch 4
     python scripts/conv_layers.py --model r18            # ResNet-18 at 128 px, batch 8
@@ -16,8 +16,10 @@ import sys
 
 import numpy as np
 
-import depthsense_jax  # noqa: F401  (sets the XLA:CPU flags before JAX starts)
-from depthsense_jax.bench.timing import median_ms
+import depthsense_jax
+from depthsense_jax.speed.timing import median_ms
+
+NHWC = ("NHWC", "HWIO", "NHWC")
 
 # (batch, input size, Cin, Cout, kernel, stride) of each distinct convolution.
 SHAPES = {
@@ -42,8 +44,6 @@ def jax_times(shape, repeats: int) -> list[float]:
     import jax.numpy as jnp
     from jax import lax
 
-    from depthsense_jax.models.conv import NHWC, tap_gemm_weight_grad
-
     b, n, cin, cout, k, s = shape
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((b, n, n, cin)), jnp.float32)
@@ -58,8 +58,6 @@ def jax_times(shape, repeats: int) -> list[float]:
         (jax.jit(conv), (x, w)),
         (jax.jit(lambda x, w, dy: jax.vjp(lambda v: conv(v, w), x)[1](dy)[0]), (x, w, dy)),
         (jax.jit(lambda x, w, dy: jax.vjp(lambda v: conv(x, v), w)[1](dy)[0]), (x, w, dy)),
-        (jax.jit(lambda x, w, dy: tap_gemm_weight_grad(x, dy, w.shape, (s, s), pads)),
-         (x, w, dy)),
     ]
     return [_median_ms(lambda f=f, a=a: jax.block_until_ready(f(*a)), repeats)
             for f, a in calls]
@@ -96,29 +94,28 @@ def main(argv=None) -> int:
     parser.add_argument("--channels-last", action="store_true",
                         help="PyTorch in channels_last (default: contiguous)")
     args = parser.parse_args(argv)
+    depthsense_jax.configure()  # before JAX starts (DEPTHSENSE_KEEP_XLA_CPU_FLAGS=1 opts out)
     try:
         import torch  # noqa: F401
 
         with_torch = True
     except ImportError:
         with_torch = False
-    header = f"{'(B, H, Cin, Cout, k, stride)':<30}{'fwd':>8}{'dx':>8}{'dw':>8}{'dw taps':>9}"
+    header = f"{'(B, H, Cin, Cout, k, stride)':<30}{'fwd':>8}{'dx':>8}{'dw':>8}"
     if with_torch:
         header += f"{'torch fwd':>11}{'dx':>8}{'dw':>8}"
     print(header)
-    totals = np.zeros(7 if with_torch else 4)
+    totals = np.zeros(6 if with_torch else 3)
     for shape in SHAPES[args.model]:
         row = jax_times(shape, args.repeats)
         if with_torch:
             row += torch_times(shape, args.repeats, args.channels_last)
         totals += row
-        print(f"{str(shape):<30}" + "".join(f"{t:8.1f}" if i != 3 else f"{t:9.1f}"
-                                            for i, t in enumerate(row[:4]))
+        print(f"{str(shape):<30}" + "".join(f"{t:8.1f}" for t in row[:3])
               + "".join(f"{t:11.1f}" if i == 0 else f"{t:8.1f}"
-                        for i, t in enumerate(row[4:])), flush=True)
-    print(f"{'total':<30}" + "".join(f"{t:8.1f}" if i != 3 else f"{t:9.1f}"
-                                     for i, t in enumerate(totals[:4]))
-          + "".join(f"{t:11.1f}" if i == 0 else f"{t:8.1f}" for i, t in enumerate(totals[4:])))
+                        for i, t in enumerate(row[3:])), flush=True)
+    print(f"{'total':<30}" + "".join(f"{t:8.1f}" for t in totals[:3])
+          + "".join(f"{t:11.1f}" if i == 0 else f"{t:8.1f}" for i, t in enumerate(totals[3:])))
     return 0
 
 

@@ -9,10 +9,10 @@ python3 -c "import jax, flax; print('jax', jax.__version__, 'flax', flax.__versi
 run() { echo "+ $*"; timeout 240 python3 -m depthsense_jax.cli "$@"; }
 {
   for b in 32 64; do
-    run bench model --config configs/default.py --config.model.dtype=bfloat16 --batch $b \
+    run speed model --config configs/base.py --config.model.dtype=bfloat16 --batch $b \
       --size 384 --repeats 10 --json "$OUT/r50_384_bf16_b$b.json"
   done
-  run bench model --config configs/default.py --batch 32 --size 384 --repeats 10 \
+  run speed model --config configs/base.py --batch 32 --size 384 --repeats 10 \
     --json "$OUT/r50_384_f32_b32.json"
-  run bench losses --batch 8 --size 384 --repeats 20 --json "$OUT/losses_gpu.json"
+  run speed losses --batch 8 --size 384 --repeats 20 --json "$OUT/losses_gpu.json"
 } 2>&1 | tee "$OUT/log.txt"

@@ -17,6 +17,7 @@ import cv2
 import jax
 import numpy as np
 
+import depthsense_jax
 from depthsense_jax import inference, metrics, sampling
 from depthsense_jax.data.synthetic import SyntheticScenes, render_scene
 
@@ -55,8 +56,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="latest")
     parser.add_argument("--num", type=int, default=100, help="scenes per aspect")
     args = parser.parse_args()
+    depthsense_jax.configure()
     model = inference.load_model(workdir=args.workdir, checkpoint=args.checkpoint)
-    predictor = inference.Predictor(model.model_config, model.variables)
+    predictor = inference.Predictor(model)
     train_size = model.image_size
     sizes = sorted({train_size // 2 // 32 * 32 or 32, train_size - 32, train_size,
                     train_size + 32, train_size + 64, 2 * train_size})
@@ -67,7 +69,7 @@ def main() -> None:
         photos = [s["image"].astype(np.float32) / 255 for s in scenes]
         row = {"aspect": f"{aspect} ({shape[0]}x{shape[1]})"}
         for size in sizes:
-            row[size] = score(inference.predict(predictor, photos, size=size, batch_size=8),
+            row[size] = score(predictor.predict(photos, size=size, batch_size=8),
                               scenes)
         # The former default: the long side at the training size.
         old_h, old_w = _old_rule(*shape, train_size)

@@ -24,6 +24,7 @@ import cv2
 import jax
 import numpy as np
 
+import depthsense_jax
 from depthsense_jax import inference, metrics, sampling, video
 from depthsense_jax.data.synthetic import render_sequence
 
@@ -53,8 +54,9 @@ def main() -> None:
     parser.add_argument("--smoothing", type=float, nargs="+", default=[0.2])
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    depthsense_jax.configure()
     model = inference.load_model(workdir=args.workdir)
-    predictor = inference.Predictor(model.model_config, model.variables)
+    predictor = inference.Predictor(model)
     settings = [("raw", None)] + [(f"stabilised {a:g}", a) for a in args.smoothing]
     rows = {name: {"whdr": [], "flicker": [], "excess": []} for name, _ in settings}
     # The floor: the raw predictions with each frame's scale and shift fitted to the truth

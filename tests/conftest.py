@@ -28,9 +28,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from filelock import FileLock  # noqa: E402
 
-# The package sets its XLA:CPU flags on import (depthsense_jax._cpu_flags); importing it
-# here, before any test touches JAX, keeps every test on the settings users run with.
-import depthsense_jax  # noqa: E402, F401
+# The settings the `depthsense` command runs with (depthsense_jax.runtime), applied before
+# any test touches JAX; xdist workers and subprocesses inherit them.
+import depthsense_jax  # noqa: E402
+
+depthsense_jax.configure()
 
 # The tiny model and run every training test shares: ResNet-18 at width 8, a 16-channel
 # decoder, 64 px crops of the tiny synthetic scenes, batch 4, ranking + SSIM.
@@ -101,7 +103,7 @@ def tiny_data_dir(tmp_path_factory) -> pathlib.Path:
 
     path = _shared_dir(tmp_path_factory) / "tiny_data"
     with FileLock(str(path) + ".lock"):
-        registry.prepared_builder(load_config("default", [
+        registry.prepared_builder(load_config("base", [
             "--config.data.name=synthetic_scenes/tiny", f"--config.data.data_dir={path}"]).data)
     return path
 
@@ -125,7 +127,7 @@ def tiny_config(tiny_overrides):
     from depthsense_jax.config import load_config
 
     def make(*extra: str):
-        return load_config("default", [*tiny_overrides, *extra])
+        return load_config("base", [*tiny_overrides, *extra])
 
     return make
 
@@ -157,7 +159,7 @@ def trained(tmp_path_factory, run_overrides) -> TrainedRun:
         if not (workdir / "predictions.png").exists():
             shutil.rmtree(workdir, ignore_errors=True)
             lines = []
-            loop.train_and_evaluate(load_config("default", overrides), str(workdir),
+            loop.train_and_evaluate(load_config("base", overrides), str(workdir),
                                     log=lines.append)
             log_file.write_text("\n".join(lines))
     return TrainedRun(str(workdir), overrides, log_file.read_text())

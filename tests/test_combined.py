@@ -194,7 +194,7 @@ def test_zero_weight_part_is_absent_and_not_computed(name, how, realistic, monke
 
 def test_alignment_is_skipped_without_dense_parts(realistic, monkeypatch):
     pred, batch, _, _ = realistic
-    monkeypatch.setattr(combined_module, "fit_scale_shift", _raise)
+    monkeypatch.setattr(combined_module, "align_scale_shift", _raise)
     weights = {"ranking": 1.0, "scale_shift": 1.0, "ssim": 0.0, "smoothness": 0}
     _, parts = losses.combined_loss(KEY, pred, batch, weights)
     assert set(parts) == {"ranking", "scale_shift"}

@@ -1,6 +1,9 @@
 """Config files, command-line overrides, and building the model (with pretrained weights)."""
 
+import dataclasses
+import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -9,17 +12,32 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from depthsense_jax import cli
-from depthsense_jax.config import load_config
-from depthsense_jax.models import create_variables, model_from_config
+from depthsense_jax import cli, losses
+from depthsense_jax.config import load_config, shipped_names
+from depthsense_jax.models import build, registry
+from depthsense_jax.train import steps
+from depthsense_jax.train.state import initial_variables
 
-DEFAULT = "configs/default.py"
+DEFAULT = "configs/base.py"
 
 
-def test_default_config_fields():
-    config = load_config(DEFAULT)
-    assert config.model.encoder_depth == 50 and config.model.pretrained == ""
-    assert config.image_size % 32 == 0
+@pytest.mark.parametrize("name", shipped_names())
+def test_every_shipped_config_is_a_valid_run(name):
+    """Each shipped config names a known model family with every field it needs, passes the
+    checks a run makes before compiling, and takes its loss options from the library's
+    defaults unless it sets them (one place for them: losses.LossOptions)."""
+    config = load_config(name)
+    family = registry.family_of(config.model)
+    family.config_dict(config.model)  # every field the family rebuilds from
+    steps.validate(config, 1)
+    defaults = dataclasses.asdict(losses.LossOptions())
+    assert set(config.loss.options) == set(defaults)
+    assert set(config.loss.weights) == set(losses.LOSS_NAMES)
+
+
+def test_the_base_configs_loss_options_are_the_librarys():
+    assert losses.LossOptions.from_mapping(dict(load_config(DEFAULT).loss.options)) == \
+        losses.LossOptions()
 
 
 def test_overrides_parse_values_of_each_type():
@@ -72,32 +90,42 @@ def test_bad_override_on_the_command_line_is_one_clear_error(capsys):
 def test_missing_config_file():
     with pytest.raises(FileNotFoundError, match="nope.py"):
         load_config("configs/nope.py")
+    with pytest.raises(FileNotFoundError, match="shipped configs: base, "):
+        load_config("nonexistent")
 
 
 def test_shipped_configs_load_by_name_from_any_folder(tmp_path):
     """`--config synthetic` works outside the repository, and no top-level `configs`
     package is installed (it would clash with any other project's)."""
-    script = ("import importlib.util, sys\n"
+    script = ("import importlib.util, json\n"
               "from depthsense_jax.config import load_config\n"
-              "assert load_config('synthetic').image_size == 96\n"
-              "assert load_config('redweb').data.name == 'redweb'\n"
+              "print(json.dumps([load_config(n).to_dict() for n in ('synthetic', 'redweb')]))\n"
               "print(importlib.util.find_spec('configs'))\n")
     env = dict(os.environ, PYTHONPATH="")
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "None"
+    loaded, spec = proc.stdout.strip().splitlines()[-2:]
+    here = [json.loads(load_config(n).to_json()) for n in ("synthetic", "redweb")]
+    assert json.loads(loaded) == here and spec == "None"
 
 
-def test_unknown_dtype():
+def test_unknown_dtype_and_family():
     config = load_config(DEFAULT, ["--config.model.dtype=float16"])
     with pytest.raises(ValueError, match="model.dtype"):
-        model_from_config(config.model)
+        build(config.model)
+    config = load_config(DEFAULT, ["--config.model.name=vit"])
+    with pytest.raises(ValueError, match="unknown model family 'vit'.*depthnet"):
+        build(config.model)
 
 
-def test_create_variables_loads_pretrained_encoder(tmp_path):
+def test_the_old_name_of_the_base_config_still_loads():
+    assert load_config("default").to_dict() == load_config("base").to_dict()
+
+
+def test_initial_variables_load_the_pretrained_encoder(tmp_path):
     pytest.importorskip("torch")
-    from reference.torch_depthnet import make_resnet
+    from depthsense_jax.models.torch_depthnet import make_resnet
 
     net = make_resnet(18, 8, seed=0)
     path = tmp_path / "r18.npz"
@@ -106,7 +134,7 @@ def test_create_variables_loads_pretrained_encoder(tmp_path):
         "--config.model.encoder_depth=18", "--config.model.width=8",
         "--config.model.fusion_channels=16", f"--config.model.pretrained={path}",
     ])
-    model, variables = create_variables(config.model, jax.random.PRNGKey(0))
+    model, variables = initial_variables(config)
     conv1 = np.asarray(variables["params"]["encoder"]["conv1"]["kernel"])
     np.testing.assert_array_equal(conv1, net.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
     mean = np.asarray(variables["batch_stats"]["encoder"]["layer1_0"]["bn1"]["mean"])
@@ -120,7 +148,7 @@ def test_convert_weights_output_loads_as_model_pretrained(tmp_path, capsys):
     .msgpack -> model.pretrained: the same encoder as loading the .pth itself (the
     .msgpack used to be rejected there, while the command said to load it there)."""
     torch = pytest.importorskip("torch")
-    from reference.torch_depthnet import make_resnet
+    from depthsense_jax.models.torch_depthnet import make_resnet
 
     net = make_resnet(18, 8, seed=3)
     pth = tmp_path / "r18.pth"
@@ -134,7 +162,7 @@ def test_convert_weights_output_loads_as_model_pretrained(tmp_path, capsys):
     loaded = {}
     for name, path in (("msgpack", converted), ("pth", pth)):
         config = load_config(DEFAULT, [*model_overrides, f"--config.model.pretrained={path}"])
-        _, variables = create_variables(config.model, jax.random.PRNGKey(0))
+        _, variables = initial_variables(config)
         loaded[name] = variables
     for collection in ("params", "batch_stats"):
         a = jax.tree.leaves(loaded["msgpack"][collection]["encoder"])
@@ -146,7 +174,7 @@ def test_convert_weights_output_loads_as_model_pretrained(tmp_path, capsys):
     config = load_config(DEFAULT, ["--config.model.encoder_depth=34", "--config.model.width=8",
                                    f"--config.model.pretrained={converted}"])
     with pytest.raises(ValueError, match="does not fit this ResNet encoder"):
-        create_variables(config.model, jax.random.PRNGKey(0))
+        initial_variables(config)
 
 
 def test_shipped_configs_load_from_an_uninstalled_source_tree(monkeypatch):
@@ -158,6 +186,6 @@ def test_shipped_configs_load_from_an_uninstalled_source_tree(monkeypatch):
         raise ModuleNotFoundError(name)
 
     monkeypatch.setattr(config_module.resources, "files", missing)
-    assert config_module.shipped_names() == ["default", "finetune", "redweb", "redweb_tpu",
-                                             "synthetic"]
+    assert config_module.shipped_names() == sorted(
+        p.stem for p in (pathlib.Path(__file__).parents[1] / "configs").glob("[!_]*.py"))
     assert load_config("redweb_tpu").batch_size == 256

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from depthsense_jax import cli, demo, inference
-from depthsense_jax.models import model_from_config, variable_shapes
+from depthsense_jax.models import variable_shapes
 
 gr = pytest.importorskip("gradio")
 
@@ -47,7 +47,7 @@ def tiny_model() -> inference.LoadedModel:
         return rng.normal(0, 0.05, leaf.shape).astype(np.float32)  # biases, means
 
     variables = jax.tree_util.tree_map_with_path(
-        fill, variable_shapes(model_from_config(TINY_MODEL)))
+        fill, variable_shapes(TINY_MODEL))
     return inference.LoadedModel(TINY_MODEL, variables, 64)
 
 
@@ -104,8 +104,8 @@ def test_a_photo_gives_its_colour_map_and_both_downloads(handler, photo_path):
     depth = np.load(npy)
     assert depth.shape == (96, 128) and depth.dtype == np.float32
     # Exactly what the library predicts for the photo, at the model's 64 px.
-    expected = inference.predict(handler.predictor, [inference.read_photo(photo_path)],
-                                 size=64, batch_size=1)[0]
+    expected = handler.predictor.predict([inference.read_photo(photo_path)], size=64,
+                                         batch_size=1)[0]
     np.testing.assert_array_equal(depth, expected)
     stored = cv2.imread(png16, cv2.IMREAD_UNCHANGED)
     assert stored.dtype == np.uint16 and stored.shape == (96, 128)
@@ -117,7 +117,7 @@ def test_a_photo_gives_its_colour_map_and_both_downloads(handler, photo_path):
 
 def test_the_size_defaults_to_the_training_size(handler, tiny_model):
     assert handler.size == 64
-    with pytest.raises(ValueError, match="multiple of 32"):
+    with pytest.raises(ValueError, match="multiple of the model's stride 32"):
         demo.DepthDemo(tiny_model, size=100)
 
 

@@ -11,7 +11,7 @@ from depthsense_jax.models import DepthNet
 
 torch = pytest.importorskip("torch")
 
-from reference.torch_depthnet import TorchDepthNet, load_flax_variables  # noqa: E402
+from depthsense_jax.models.torch_depthnet import TorchDepthNet, load_flax_variables  # noqa: E402
 
 SHAPE = (2, 64, 96, 3)
 

@@ -46,7 +46,7 @@ def _assert_same_params(a, b):
 
 
 def _train_cmd(workdir, overrides):
-    return [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "default",
+    return [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "base",
             "--workdir", workdir, *overrides]
 
 
@@ -112,7 +112,7 @@ def test_a_dataset_in_a_bucket_reads_through_tensorflows_client(gcs, tiny_data_d
     try:
         examples = {}
         for where, folder in (("disk", str(tiny_data_dir)), ("bucket", data_dir)):
-            data = load_config("default", ["--config.data.name=synthetic_scenes/tiny",
+            data = load_config("base", ["--config.data.name=synthetic_scenes/tiny",
                                            f"--config.data.data_dir={folder}"]).data
             builder = registry.prepared_builder(data)
             assert str(builder.data_dir).startswith(folder)
@@ -173,7 +173,7 @@ def test_eval_predict_export_and_init_from_a_bucket(trained, gcs, tmp_path, caps
         f"{bucket}/pred/a.npy")
 
     # init.from a workdir or an export folder in a bucket.
-    config = load_config("default", trained.overrides)
+    config = load_config("base", trained.overrides)
     for source in (workdir, f"{bucket}/export"):
         variables = params_io.load_variables(source, config.model)
         _assert_same_params(variables["params"], _final_params(trained.workdir)[1])
@@ -181,7 +181,7 @@ def test_eval_predict_export_and_init_from_a_bucket(trained, gcs, tmp_path, caps
 
 def test_a_missing_bucket_or_object_is_one_clear_error(gcs, tiny_overrides, capsys):
     missing = f"gs://no-bucket-{uuid.uuid4().hex[:8]}/run"
-    assert cli.main(["train", "--config", "default", "--workdir", missing,
+    assert cli.main(["train", "--config", "base", "--workdir", missing,
                      *tiny_overrides]) == 2
     err = capsys.readouterr().err
     assert missing in err and "does not exist" in err and "Traceback" not in err

@@ -14,8 +14,8 @@ from depthsense_jax import cli, export, inference, params_io
 from depthsense_jax.models import create_variables
 
 TINY_MODEL = ml_collections.ConfigDict(
-    {"encoder_depth": 18, "width": 8, "fusion_channels": 16, "dtype": "float32",
-     "pretrained": ""})
+    {"name": "depthnet", "encoder_depth": 18, "width": 8, "fusion_channels": 16,
+     "dtype": "float32", "pretrained": ""})
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +37,22 @@ def _apply(model, variables, images):
     return np.asarray(model.apply(variables, jnp.asarray(images), train=False))
 
 
-def test_model_size_keeps_aspect_in_multiples_of_32():
+def test_model_size_keeps_aspect_in_multiples_of_the_stride():
     """The short side is `size`, as in training (short side to image_size, then crop)."""
-    assert inference.model_size(480, 640, 384) == (384, 512)
-    assert inference.model_size(640, 480, 384) == (512, 384)
-    assert inference.model_size(1, 1, 384) == (384, 384)
-    assert inference.model_size(333, 517, 256) == (256, 384)
-    assert inference.model_size(90, 160, 96) == (96, 160)  # 16:9 at the synthetic default
-    # A panorama: the long side stops at MAX_ASPECT x size; never below 32.
-    assert inference.model_size(1, 1000, 384) == (32, 384 * inference.MAX_ASPECT)
+    assert inference.model_size(480, 640, 384, 32) == (384, 512)
+    assert inference.model_size(640, 480, 384, 32) == (512, 384)
+    assert inference.model_size(1, 1, 384, 32) == (384, 384)
+    assert inference.model_size(333, 517, 256, 32) == (256, 384)
+    assert inference.model_size(90, 160, 96, 32) == (96, 160)  # 16:9 at the synthetic default
+    # A panorama: the long side stops at MAX_ASPECT x size; never below one stride.
+    assert inference.model_size(1, 1000, 384, 32) == (32, 384 * inference.MAX_ASPECT)
     for bad in (0, 100, -32):
-        with pytest.raises(ValueError, match="multiple of 32"):
-            inference.model_size(10, 10, bad)
+        with pytest.raises(ValueError, match="multiple of the model's stride 32"):
+            inference.model_size(10, 10, bad, 32)
+    # Another family's stride (Depth Anything's 14): 518 on the short side of a 4:3 photo.
+    assert inference.model_size(480, 640, 518, 14) == (518, 686)
+    with pytest.raises(ValueError, match="stride 14"):
+        inference.model_size(480, 640, 512, 14)
 
 
 def test_read_photo_formats(tmp_path):
@@ -97,23 +101,23 @@ def test_read_photo_applies_exif_rotation_as_viewers_do(tmp_path):
 
 def test_predict_matches_the_model_and_handles_any_size(tiny):
     model, variables = tiny
-    predictor = inference.Predictor(TINY_MODEL, variables)
+    predictor = inference.Predictor(inference.LoadedModel(TINY_MODEL, variables))
     rng = np.random.default_rng(0)
     exact = rng.random((96, 128, 3), dtype=np.float32)  # already the model's size: no resize
     photos = [exact, rng.random((1, 1, 3), dtype=np.float32),
               rng.random((37, 51, 3), dtype=np.float32), rng.random((200, 13, 3), np.float32),
               rng.random((96, 128, 3), dtype=np.float32)]
-    out = inference.predict(predictor, photos, size=96, batch_size=3)
+    out = predictor.predict(photos, size=96, batch_size=3)
     assert [o.shape for o in out] == [p.shape[:2] for p in photos]
     assert all(o.dtype == np.float32 and np.isfinite(o).all() for o in out)
     assert all(o.std() > 0 for o in out[2:])  # real maps, not a constant
     np.testing.assert_allclose(out[0], _apply(model, variables, exact[None])[0], atol=1e-5)
     # Batching and padding do not change a photo's prediction (eval-mode BatchNorm).
-    alone = [inference.predict(predictor, [p], size=96, batch_size=1)[0] for p in photos]
+    alone = [predictor.predict([p], size=96, batch_size=1)[0] for p in photos]
     for a, b in zip(out, alone, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
-        inference.predict(predictor, [np.zeros((8, 8))], size=96)
+        predictor.predict([np.zeros((8, 8))], size=96)
 
 
 def test_expand_inputs(tmp_path):
@@ -153,13 +157,14 @@ def test_predict_cli_writes_every_format_and_skips_bad_files(tiny, export_dir, t
     assert cv2.imread(str(out / "one_side.png")).shape == (70, 90, 3)
     assert np.load(out / "sub" / "two.npy").shape == (5, 9)
     assert not (out / "sub" / "bad.npy").exists()
-    # The same photo through the library function gives the same depth, whichever way the
-    # params are given.
+    # The same photo through the library gives the same depth: the export folder loaded, or
+    # the variables in memory, through `predict` or a kept Predictor.
     photo = inference.read_photo(str(photos / "one.jpg"))
-    for params in (export_dir, (TINY_MODEL, variables),
-                   inference.Predictor(TINY_MODEL, variables)):
-        again = inference.predict(params, [photo], size=64)[0]
-        np.testing.assert_allclose(depth, again, atol=1e-6)
+    for model in (inference.load_model(params=export_dir),
+                  inference.LoadedModel(TINY_MODEL, variables)):
+        for again in (inference.predict(model, [photo], size=64)[0],
+                      inference.Predictor(model).predict([photo], size=64)[0]):
+            np.testing.assert_allclose(depth, again, atol=1e-6)
     assert cli.main(["predict", str(photos / "one.jpg"), "--params", export_dir, "--out",
                      str(out), "--format", "jpeg"]) == 2
     assert "choose from" in capsys.readouterr().err

@@ -1,5 +1,6 @@
-"""The package's shape: imports flow one way (DESIGN.md, "Data flow"), nothing imports in a
-circle, and every package is installed."""
+"""The package's shape (docs/architecture.md, "Layers"): imports flow one way, nothing imports
+in a circle, every package is installed, and neither the library nor the tests load files
+from tests/ or scripts/ by path; scripts do not edit sys.path."""
 
 import ast
 import os
@@ -11,10 +12,9 @@ PACKAGE = ROOT / "depthsense_jax"
 
 # Lowest first; a module may import its own layer and the layers below it, never above.
 LAYERS = [
-    ("base", ["_checks", "_cpu_flags", "_reduce", "_xla", "_tf", "errors", "storage", "viz",
-              "workdir",
-              "config"]),
-    ("core", ["losses", "sampling", "metrics"]),
+    ("base", ["_checks", "runtime", "_reduce", "_xla", "_tf", "errors", "storage", "viz",
+              "workdir", "config"]),
+    ("core", ["losses", "sampling", "metrics", "evaluator"]),
     ("models", ["models"]),
     ("data", ["data"]),
     ("params_io", ["params_io"]),
@@ -22,7 +22,7 @@ LAYERS = [
     ("inference", ["inference", "video"]),
     ("export", ["onnx_export", "export"]),
     ("evaluation", ["evaluation"]),
-    ("bench", ["bench"]),
+    ("speed", ["speed"]),
     ("demo", ["demo"]),
     ("cli", ["cli"]),
 ]
@@ -135,25 +135,75 @@ def test_every_package_is_installed():
     assert not (PACKAGE / "configs").exists()
 
 
-def test_no_pytorch_model_in_the_library():
-    """The plain-PyTorch reference model lives in tests/reference (bench --compare loads it
-    from there): no package module builds torch modules. (torch itself is imported only on
-    optional paths: reading a .pth, timing the references.)"""
+def test_torch_is_imported_only_on_optional_paths():
+    """torch (the [compare] extra) is imported at module level only by the plain-PyTorch
+    peers (a family's `torch_peer`, the loss formulas of `speed --compare`), which nothing
+    imports at module level; everywhere else only inside the functions that need it."""
+    peers = {"depthsense_jax.models.torch_depthnet", "depthsense_jax.speed.torch_losses"}
     for module, path in _modules().items():
         tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                     [f"{node.module}.{a.name}" for a in node.names]
-                     if isinstance(node, ast.ImportFrom) else [])
-            assert not any(n.startswith("torch.nn") for n in names), f"{module}: {names}"
+        top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+        names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module or "" for n in top if isinstance(n, ast.ImportFrom)}
+        if module in peers:
+            continue
+        assert not any(n == "torch" or n.startswith("torch.") for n in names), module
+        assert not names & peers, f"{module} imports a PyTorch peer at module level"
+
+
+def _python_files(*folders: str):
+    for folder in folders:
+        yield from (ROOT / folder).rglob("*.py")
+
+
+def _loads_by_path(path: pathlib.Path) -> list[str]:
+    """Calls that load Python files by path, and sys.path edits, in a file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in ("spec_from_file_location", "run_path", "SourceFileLoader"):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+            if (name in ("insert", "append", "extend") and isinstance(func, ast.Attribute)
+                    and ast.unparse(func.value) == "sys.path"):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: sys.path.{name}")
+    return found
+
+
+def test_nothing_loads_files_from_tests_or_scripts_by_path():
+    """The library never loads files from tests/ or scripts/ (it does load a user's config
+    file by path: config.py, its one allowed place); tests do not load scripts; scripts
+    neither edit sys.path nor load each other by path. What two of them share is library
+    code (or test code)."""
+    found = [f for f in _loads_by_path(PACKAGE / "config.py") if "spec_from" not in f]
+    for path in _python_files("depthsense_jax", "tests", "scripts"):
+        if path != PACKAGE / "config.py":
+            found += _loads_by_path(path)
+    text = "\n".join(p.read_text() for p in _python_files("depthsense_jax"))
+    assert not found, found
+    assert '"tests"' not in text and "'tests'" not in text  # no path built to tests/
+    assert '"scripts"' not in text and "'scripts'" not in text
+
+
+def test_scripts_do_not_extend_library_classes():
+    """A script configures the library through its functions, never by appending to a class
+    attribute (a TFDS builder's BUILDER_CONFIGS, say)."""
+    for path in _python_files("scripts"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("append", "extend", "insert")
+                    and isinstance(node.func.value, ast.Attribute)
+                    and node.func.value.attr.isupper()):
+                raise AssertionError(f"{path.relative_to(ROOT)}:{node.lineno}: "
+                                     f"{ast.unparse(node.func)}")
 
 
 def test_no_stray_files_at_the_top_of_the_package():
-    allowed = {"__init__.py", "_checks.py", "_cpu_flags.py", "_reduce.py", "_xla.py", "_tf.py",
-               "errors.py", "storage.py",
-               "viz.py", "workdir.py", "config.py", "sampling.py", "metrics.py",
-               "params_io.py", "inference.py", "video.py", "export.py", "onnx_export.py",
-               "demo.py"}
+    allowed = {"__init__.py", "_checks.py", "runtime.py", "_reduce.py", "_xla.py", "_tf.py",
+               "errors.py", "storage.py", "viz.py", "workdir.py", "config.py", "sampling.py",
+               "metrics.py", "evaluator.py", "params_io.py", "inference.py", "video.py",
+               "export.py", "onnx_export.py", "demo.py"}
     files = {p.name for p in PACKAGE.glob("*.py")}
     assert files <= allowed, files - allowed
     assert not os.path.exists(PACKAGE / "torch_reference.py")

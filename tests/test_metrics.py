@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from depthsense_jax import losses, metrics, sampling
+from depthsense_jax import metrics, sampling
 
 STD = (2, 16, 16)
 
@@ -469,8 +469,23 @@ def test_mse_matches_reference(use_mask, rng):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_metrics_ssim_is_losses_ssim():
-    assert metrics.ssim is losses.ssim
+def test_validation_ssim_and_mse_are_of_the_aligned_prediction(rng):
+    """Training's validation scores SSIM and MSE of the prediction after per-image
+    scale-and-shift alignment to the target over the mask (SSIM of the alignment clipped to
+    [0, 1]): against the float64 references of both steps."""
+    from depthsense_jax.train import steps
+
+    target = rng.random(STD).astype(np.float32)
+    mask = rng.random(STD) < 0.8
+    pred = (3.0 * target + 2.0 + 0.3 * rng.normal(size=STD)).astype(np.float32)
+    batch = {"image": np.zeros((*STD, 3), np.float32), "depth": target, "mask": mask}
+    scores = steps.validation_scores(jax.random.PRNGKey(0), jnp.asarray(pred), batch,
+                                     {"ranking": 1.0}, None, num_pairs=50)["metrics"]
+    aligned = np.stack([ref_align_one(pred[i], target[i], mask[i]) for i in range(2)])
+    np.testing.assert_allclose(np.asarray(scores["mse"]), ref_mse(aligned, target, mask),
+                               rtol=1e-4)
+    want = ref_ssim(np.clip(aligned, 0, 1), target, mask=mask)
+    np.testing.assert_allclose(np.asarray(scores["ssim"]), want, rtol=1e-4, atol=1e-5)
 
 
 def _smooth_images(rng, shape):

@@ -13,6 +13,7 @@ import pytest
 
 from depthsense_jax.config import load_config
 from depthsense_jax.data import pipeline
+from depthsense_jax.models import family_of
 from depthsense_jax.train import checkpoints, sharding, steps
 from depthsense_jax.train import state as state_lib
 
@@ -38,7 +39,8 @@ def _reference_params(config):
     mesh = sharding.make_data_mesh(jax.devices()[:1])
     model, state = state_lib.build_state(config, config.num_epochs * config.steps_per_epoch)
     state = jax.device_put(state, sharding.replicated(mesh))
-    train_step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh)
+    train_step = steps.make_train_step(model, family_of(config.model), config.loss.weights,
+                                       config.loss.options, mesh)
     hosts = [iter(pipeline.make_dataset(config, "train", process_index=i, process_count=2))
              for i in range(2)]
     key = jax.random.PRNGKey(config.seed)
@@ -55,13 +57,13 @@ def _reference_params(config):
 @pytest.mark.slow
 def test_two_processes_match_one_process(tiny_overrides, tmp_path):
     overrides = [*tiny_overrides, *MULTIHOST]
-    config = load_config("default", overrides)
+    config = load_config("base", overrides)
     workdir = tmp_path / "run"
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "default",
+            [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "base",
              "--workdir", str(workdir), *overrides,
              "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
              "--process-id", str(i)],

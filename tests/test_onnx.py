@@ -1,6 +1,7 @@
 """ONNX export: the graph written from the variables against the live model, its dynamic
 sizes, the errors, the CLI and the README's onnxruntime example."""
 
+import json
 import os
 import re
 import subprocess
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from depthsense_jax import cli, export, inference, onnx_export, params_io
-from depthsense_jax.models import create_variables
+from depthsense_jax.models import create_variables, depthnet
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -81,7 +82,8 @@ def test_graph_declares_dynamic_sizes_and_the_model_config(model):
     assert proto.graph.input[0].type.tensor_type.shape.dim[3].dim_value == 3
     assert [d.dim_param for d in proto.graph.output[0].type.tensor_type.shape.dim] == dims[:3]
     props = {p.key: p.value for p in proto.metadata_props}
-    assert f'"encoder_depth": {model.model_config.encoder_depth}' in props["model.json"]
+    assert json.loads(props["model.json"]) == {
+        "name": "depthnet", **{k: model.model_config[k] for k in depthnet.CONFIG_KEYS}}
     n_params = sum(v.size for v in params_io.flat(model.variables).values())
     stored = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
     assert stored == n_params + 3 + 3 + 1 + 4 * 5  # + mean, std, squeeze axis, 5 x scales
@@ -145,7 +147,7 @@ def test_export_cli_and_the_readme_example_without_jax_or_tf(tmp_path, capsys, m
     depth = cv2.imread("photo_depth.png", cv2.IMREAD_UNCHANGED)
     assert depth.shape == (420, 560) and depth.std() > 0
     # The example predicts what the library does for the same photo.
-    want = inference.predict((config, variables), [cv2.cvtColor(cv2.imread("photo.jpg"),
-                                                                 cv2.COLOR_BGR2RGB)], size=384)
+    want = inference.predict(inference.LoadedModel(config, variables), [cv2.cvtColor(
+        cv2.imread("photo.jpg"), cv2.COLOR_BGR2RGB)], size=384)
     want = np.round(255 * (want[0] - want[0].min()) / np.ptp(want[0]))
     assert np.abs(depth.astype(np.float64) - want).max() <= 2

@@ -136,7 +136,7 @@ def test_masks_split_lists_and_bad_options(own_folder, tmp_path):
 
 def _decoded(data_dir, name, split):
     """{file_name: (target, validity)} of a build, through the pipeline's own decoding."""
-    config = load_config("default", [f"--config.data.name={name}",
+    config = load_config("base", [f"--config.data.name={name}",
                                      f"--config.data.data_dir={data_dir}"])
     prepared = registry.prepared(config.data)
     out = {}
@@ -202,7 +202,7 @@ def test_a_folder_trains_shows_and_benchmarks(scenes_folder, tiny_overrides, tmp
     root, data_dir = scenes_folder
     overrides = [*tiny_overrides, "--config.data.name=rgbd/scenes",
                  f"--config.data.data_dir={data_dir}"]
-    config = load_config("default", overrides)
+    config = load_config("base", overrides)
     batch = next(iter(pipeline.make_dataset(config, "train")))
     assert batch["image"].shape == (4, 64, 64, 3) and batch["mask"].any()
     assert set(batch["source"]) == {b"rgbd/scenes"}
@@ -228,15 +228,15 @@ def test_a_folder_trains_shows_and_benchmarks(scenes_folder, tiny_overrides, tmp
                      "--json", str(tmp_path / "r.json")]) == 0
     assert json.loads((tmp_path / "r.json").read_text())["summary"]["whdr"] > 0.95
     assert cli.main(["benchmark", "nyu", "--predictions", str(preds)]) == cli.EXIT_ERROR
-    assert "benchmark nyu needs --data-dir" in capsys.readouterr().err
+    assert "zero-shot nyu needs --data-dir" in capsys.readouterr().err
 
 
 def test_benchmark_train_splits_build_into_rgbd(tmp_path, rng):
     """NYU's 795-image train split (trainNdxs), from the folder `benchmark` reads."""
-    from test_benchmark import write_nyu
+    from test_zero_shot import write_nyu
 
     write_nyu(tmp_path / "nyu", rng, count=3)  # its splits.mat: trainNdxs = [1]
-    config = load_config("default", ["--config.data.name=nyu",
+    config = load_config("base", ["--config.data.name=nyu",
                                      f"--config.data.data_dir={tmp_path / 'tfds'}",
                                      f"--config.data.manual_dir={tmp_path / 'nyu'}"])
     registry.build(config.data)
@@ -251,7 +251,7 @@ def test_benchmark_train_splits_build_into_rgbd(tmp_path, rng):
 def test_mixture_shares_follow_the_weights_and_resume_exactly(scenes_folder, tiny_overrides):
     _, data_dir = scenes_folder
     # One data_dir holds both: the tiny scenes are built there too.
-    config = load_config("default", [*tiny_overrides, f"--config.data.data_dir={data_dir}",
+    config = load_config("base", [*tiny_overrides, f"--config.data.data_dir={data_dir}",
                                      "--config.data.mixture=synthetic_scenes/tiny:3,"
                                      "rgbd/scenes:1"])
     assert pipeline.mixture(config.data) == [("synthetic_scenes/tiny", 0.75),
@@ -270,7 +270,7 @@ def test_mixture_shares_follow_the_weights_and_resume_exactly(scenes_folder, tin
         np.testing.assert_array_equal(got["file_name"], want["file_name"])
         np.testing.assert_array_equal(got["image"], want["image"])
     with pytest.raises(ValueError, match="NAME:WEIGHT"):
-        pipeline.mixture(load_config("default", ["--config.data.mixture=synthetic:0"]).data)
+        pipeline.mixture(load_config("base", ["--config.data.mixture=synthetic:0"]).data)
 
 
 # ------------------------------------------------------------------------ init.from
@@ -278,7 +278,7 @@ def test_mixture_shares_follow_the_weights_and_resume_exactly(scenes_folder, tin
 
 def test_init_from_a_workdir_or_an_export_loads_every_variable(trained, tmp_path):
     _, restored, _ = params_io.restore_params(trained.workdir)
-    config = load_config("default", [*trained.overrides,
+    config = load_config("base", [*trained.overrides,
                                      f"--config.init.from={trained.workdir}"])
     _, state = state_lib.build_state(config, 10)
     for got, want in zip(jax.tree.leaves({"params": state.params,
@@ -289,17 +289,17 @@ def test_init_from_a_workdir_or_an_export_loads_every_variable(trained, tmp_path
     export.mkdir()
     params_io.write_model_json(str(export), config.model)
     params_io.save_msgpack(str(export), restored)
-    config = load_config("default", [*trained.overrides, f"--config.init.from={export}"])
+    config = load_config("base", [*trained.overrides, f"--config.init.from={export}"])
     _, state = state_lib.build_state(config, 10)
     np.testing.assert_array_equal(
         np.asarray(state.params["decoder"]["output"]["conv2"]["kernel"]),
         np.asarray(restored["params"]["decoder"]["output"]["conv2"]["kernel"]))
-    wider = load_config("default", [*trained.overrides, "--config.model.fusion_channels=32",
+    wider = load_config("base", [*trained.overrides, "--config.model.fusion_channels=32",
                                     f"--config.init.from={trained.workdir}"])
     with pytest.raises(ValueError, match="decoder/.*shape"):
         state_lib.build_state(wider, 10)
     with pytest.raises(FileNotFoundError, match="init.from"):
-        state_lib.build_state(load_config("default", [*trained.overrides,
+        state_lib.build_state(load_config("base", [*trained.overrides,
                                                       "--config.init.from=/nowhere"]), 10)
 
 
@@ -309,16 +309,19 @@ def test_encoder_learning_rate_multiplier_and_freezing():
     params = {"encoder": np.ones(3, np.float32), "decoder": np.ones(2, np.float32)}
     grads = {"encoder": np.full(3, 0.5, np.float32), "decoder": np.full(2, 0.5, np.float32)}
     for multiplier, ratio in ((0.1, 0.1), (0.0, 0.0), (1.0, 1.0)):
-        opt = load_config("default", ["--config.optimizer.warmup_steps=0",
+        opt = load_config("base", ["--config.optimizer.warmup_steps=0",
                                       "--config.optimizer.weight_decay=0.0",
                                       f"--config.optimizer.encoder_lr_multiplier={multiplier}"]
                           ).optimizer
-        tx = state_lib.make_optimizer(opt, 100)
+        tx = state_lib.make_optimizer(opt, 100, encoder=("encoder",))
         updates, _ = tx.update(grads, tx.init(params), params)
         step = {k: float(np.abs(np.asarray(v)).mean()) for k, v in updates.items()}
         assert step["decoder"] == pytest.approx(1e-4, rel=1e-3)
         assert step["encoder"] == pytest.approx(ratio * step["decoder"], rel=1e-3, abs=1e-12)
         assert isinstance(optax.apply_updates(params, updates), dict)
+    with pytest.raises(ValueError, match="names no encoder"):
+        state_lib.make_optimizer(load_config("base", [
+            "--config.optimizer.encoder_lr_multiplier=0.5"]).optimizer, 100)
 
 
 @pytest.mark.slow
@@ -329,7 +332,7 @@ def test_fine_tuning_with_a_frozen_encoder(trained, scenes_folder, tmp_path):
 
     _, data_dir = scenes_folder
     _, start, _ = params_io.restore_params(trained.workdir)
-    config = load_config("default", [
+    config = load_config("base", [
         *trained.overrides, "--config.data.name=rgbd/scenes",
         f"--config.data.data_dir={data_dir}", f"--config.init.from={trained.workdir}",
         "--config.optimizer.encoder_lr_multiplier=0.0", "--config.num_epochs=1",
@@ -347,9 +350,3 @@ def test_fine_tuning_with_a_frozen_encoder(trained, scenes_folder, tmp_path):
     assert moved > 1e-6
     records = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert [r["step"] for r in records if r["split"] == "validation"] == [0, 2]
-
-
-def test_the_finetune_config_shows_the_pattern():
-    config = load_config("finetune")
-    assert config.data.name.startswith("rgbd/") and config.init["from"]
-    assert 0 < config.optimizer.encoder_lr_multiplier < 1

@@ -1,7 +1,8 @@
 """Tests for the ordinal ranking losses: losses.ranking_loss and losses.edge_guided_ranking_loss.
 
 The reference below is an independent float64 NumPy loop over pairs, written from the
-design's description (DESIGN.md, "Ranking loss"), not from the implementation.
+papers' description (Chen et al. 2016, Xian et al. 2018; docs/architecture.md,
+"Algorithms and their sources"), not from the implementation.
 """
 
 import math

@@ -24,7 +24,7 @@ def test_lookup_takes_every_form_of_a_name(name, short, full):
 def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown dataset 'nyu3'.*synthetic.*redweb.*nyu"):
         registry.lookup("nyu3")
-    config = load_config("default")
+    config = load_config("base")
     with pytest.raises(ValueError, match="unknown dataset"):
         registry.with_dataset(config, "nyu3")
     assert registry.with_dataset(config, "redweb", "/data").data.data_dir == "/data"
@@ -40,14 +40,14 @@ def test_synthetic_target_marks_sky_and_broken_pixels():
 
 
 def test_unbuilt_datasets_say_how_to_build_them(tmp_path):
-    config = load_config("default", ["--config.data.name=nyu",
+    config = load_config("base", ["--config.data.name=nyu",
                                      f"--config.data.data_dir={tmp_path}"])
     with pytest.raises(ValueError, match="depthsense data build nyu --manual-dir"):
         registry.prepared_builder(config.data)
-    config = load_config("default", ["--config.data.name=eth3d"])
-    with pytest.raises(ValueError, match="no training build.*depthsense benchmark eth3d"):
+    config = load_config("base", ["--config.data.name=eth3d"])
+    with pytest.raises(ValueError, match="no training build.*depthsense zero-shot eth3d"):
         registry.prepared_builder(config.data)
-    config = load_config("default", ["--config.data.name=rgbd/mine",
+    config = load_config("base", ["--config.data.name=rgbd/mine",
                                      f"--config.data.data_dir={tmp_path}"])
     with pytest.raises(ValueError, match="data build folder --name mine"):
         registry.prepared_builder(config.data)

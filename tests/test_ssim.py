@@ -3,7 +3,7 @@
 References (float64):
 - `_np_ssim_map`: direct 2-D windowed weighted sums (121 taps, not separable) over `np.pad`
   (constant / reflect) or no padding ("valid");
-- `reference.torch_losses.pytorch_ssim_map`: the pytorch-ssim formula (2-D Gaussian
+- `depthsense_jax.speed.torch_losses.pytorch_ssim_map`: the pytorch-ssim formula (2-D Gaussian
   window, `F.conv2d` with zero padding window_size // 2, groups=channels), for
   padding="zeros";
 - `kornia.metrics.ssim(..., eps=0.0)` (reflect padding), for padding="reflect".
@@ -176,7 +176,7 @@ def np_ssim_loss(pred, target, *, mask=None, padding="zeros", window_size=11, **
 
 def pytorch_ssim_map(*args, **kwargs):
     """The pytorch-ssim reference; imported here so that torch stays optional."""
-    from reference.torch_losses import pytorch_ssim_map as reference
+    from depthsense_jax.speed.torch_losses import pytorch_ssim_map as reference
 
     return reference(*args, **kwargs)
 

@@ -18,7 +18,7 @@ import pytest
 import scipy.io
 
 # The format writers written from each format's description (not with our readers).
-from test_benchmark import write_dpt, write_pfm
+from test_zero_shot import write_dpt, write_pfm
 
 from depthsense_jax import cli, storage
 from depthsense_jax.data import folder, formats, registry
@@ -272,7 +272,7 @@ def test_a_folder_dataset_reads_the_same_from_a_bucket(gcs, tmp_path):
 def _config(name, data_dir, manual_dir):
     from depthsense_jax.config import load_config
 
-    return load_config("default", [f"--config.data.name={name}",
+    return load_config("base", [f"--config.data.name={name}",
                                    f"--config.data.data_dir={data_dir}",
                                    f"--config.data.manual_dir={manual_dir}"]).data
 
@@ -363,8 +363,8 @@ def test_every_format_reads_the_same_from_a_url(gcs, tmp_path):
 def test_weights_from_a_url_and_a_timing_record_written_to_one(gcs, tmp_path):
     from safetensors.numpy import save_file
 
-    from depthsense_jax.bench import timing
     from depthsense_jax.models.torchvision_import import load_state_dict
+    from depthsense_jax.speed import timing
 
     state = {"conv1.weight": _depth(0, shape=(4, 3, 2, 2)), "bn1.running_var": _depth(1)}
     np.savez(tmp_path / "w.npz", **state)

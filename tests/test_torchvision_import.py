@@ -1,6 +1,6 @@
 """Tests for models.torchvision_import: torchvision ResNet state dicts -> the Flax `ResNet`.
 
-Reference: `tests/reference/torch_depthnet.py`, a plain-PyTorch ResNet with torchvision's
+Reference: `depthsense_jax.models.torch_depthnet`, a plain-PyTorch ResNet with torchvision's
 module layout and state-dict keys, with random weights, BN affine params and BN running
 statistics. Converted
 weights must make the Flax encoder (train=False) reproduce the torch stage outputs C2..C5 to
@@ -22,18 +22,26 @@ import pytest
 torch = pytest.importorskip("torch")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
-from reference.torch_depthnet import make_resnet  # noqa: E402
+import ml_collections  # noqa: E402
 
+from depthsense_jax import params_io  # noqa: E402
 from depthsense_jax.models import DepthNet, ResNet, stage_channels  # noqa: E402
+from depthsense_jax.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from depthsense_jax.models.torch_depthnet import make_resnet  # noqa: E402
 from depthsense_jax.models.torchvision_import import (  # noqa: E402
     convert_state_dict,
-    load_encoder_weights,
     load_state_dict,
 )
 
 RTOL = 1e-4
-IMAGENET_MEAN = np.asarray([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.asarray([0.229, 0.224, 0.225], np.float32)
+TINY = ml_collections.ConfigDict({"name": "depthnet", "encoder_depth": 18, "width": 8,
+                                  "fusion_channels": 16, "dtype": "float32"})
+
+
+def load_encoder_weights(path, variables, model_config=TINY):
+    """model.pretrained's path: the family's encoder weights into a copy of `variables`."""
+    return params_io.with_encoder(variables, params_io.encoder_weights(path, model_config),
+                                  model_config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -273,7 +281,7 @@ def test_npz_and_safetensors_load_without_torch(weights_dir, monkeypatch):
 
 
 # --------------------------------------------------------------------------------------------
-# load_encoder_weights on a full DepthNet
+# model.pretrained into a full DepthNet
 
 
 def test_load_encoder_weights_into_depthnet(weights_dir):
@@ -311,7 +319,8 @@ def test_load_encoder_weights_into_depthnet(weights_dir):
     assert out.shape == (1, 64, 96) and out.dtype == jnp.float32
     assert np.all(np.isfinite(np.asarray(out)))
     assert not np.allclose(np.asarray(out), np.asarray(run(variables, images)[0]))
-    normalised = (images - IMAGENET_MEAN) / IMAGENET_STD
+    mean, std = np.float32(IMAGENET_MEAN), np.float32(IMAGENET_STD)
+    normalised = ((images - mean) / std).astype(np.float32)
     _assert_features_close(feats, _torch_features(18, 8, normalised))
 
 
@@ -395,7 +404,7 @@ def test_nonexistent_path_raises(tmp_path):
         with pytest.raises(FileNotFoundError, match=re.escape(path)):
             load_state_dict(path)
         with pytest.raises(FileNotFoundError, match=re.escape(path)):
-            load_encoder_weights(path, {"params": {"encoder": {}}})
+            params_io.encoder_weights(path, TINY)
 
 
 @pytest.mark.parametrize("name", ["w.ckpt", "w.h5", "weights"])

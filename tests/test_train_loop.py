@@ -19,7 +19,7 @@ from depthsense_jax import cli, params_io, storage
 from depthsense_jax import workdir as workdir_lib
 from depthsense_jax.config import load_config
 from depthsense_jax.data import registry
-from depthsense_jax.train import checkpoints, evaluate, loop, sharding, steps
+from depthsense_jax.train import checkpoints, loop, sharding, steps, validation
 from depthsense_jax.train import state as state_lib
 
 
@@ -48,7 +48,7 @@ def test_a_run_logs_evaluates_checkpoints_and_draws(trained):
 def test_a_finished_run_resumes_with_nothing_to_do(trained, tmp_path):
     workdir = trained.copy(tmp_path / "run")
     lines = []
-    loop.train_and_evaluate(load_config("default", trained.overrides), workdir,
+    loop.train_and_evaluate(load_config("base", trained.overrides), workdir,
                             log=lines.append)
     assert "resumed from the checkpoint of step 6" in "\n".join(lines)
     assert len(_records(workdir)) == len(_records(trained.workdir))
@@ -56,7 +56,7 @@ def test_a_finished_run_resumes_with_nothing_to_do(trained, tmp_path):
 
 def test_bad_configs_stop_before_compiling(tiny_config):
     for extra, message in [
-        (["--config.image_size=40"], "multiple of 32"),
+        (["--config.image_size=40"], "multiple of the model.s stride 32"),
         (["--config.loss.weights.ssim=0.0", "--config.loss.weights.ranking=0.0"],
          "no loss a positive weight"),
     ]:
@@ -72,7 +72,7 @@ def test_bad_configs_stop_before_compiling(tiny_config):
 
 
 def _train_cmd(workdir, overrides):
-    return [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "default",
+    return [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "base",
             "--workdir", str(workdir), *overrides]
 
 
@@ -112,7 +112,7 @@ def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(trained, tmp_p
 
 def test_checkpoint_of_another_model_is_a_clear_error(trained, tmp_path):
     workdir = trained.copy(tmp_path / "run")
-    wider = load_config("default", [*trained.overrides, "--config.model.width=16"])
+    wider = load_config("base", [*trained.overrides, "--config.model.width=16"])
     with pytest.raises(ValueError, match="fits this config"):
         loop.train_and_evaluate(wider, workdir, log=lambda s: None)
 
@@ -133,7 +133,7 @@ def test_half_written_latest_checkpoint_falls_back(trained, tmp_path, where, req
     for name in storage.walk_files(storage.join(workdir, "checkpoints", "6")):
         storage.write_bytes(name, b"garbage")
     lines = []
-    loop.train_and_evaluate(load_config("default", trained.overrides), workdir,
+    loop.train_and_evaluate(load_config("base", trained.overrides), workdir,
                             log=lines.append)
     text = "\n".join(lines)
     assert "checkpoint 6 cannot be read" in text
@@ -177,12 +177,14 @@ def test_best_keeps_the_lowest_whdr_not_the_latest(tiny_config, tmp_path):
         m.close()
     _, best = checkpoints.managers(workdir, keep=3)
     assert best.all_steps() == [4]
-    restored, step = checkpoints.restore_named(workdir, config, fresh, "best", print)
-    assert step == 4
-    for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(saved[4].params),
+    latest, _ = checkpoints.managers(workdir, keep=3)
+    resumed, step = checkpoints.restore(latest, fresh, print, workdir)  # the whole state
+    latest.close()
+    assert step == 6 and int(resumed.step) == 6
+    for a, b in zip(jax.tree.leaves(resumed.opt_state), jax.tree.leaves(saved[6].opt_state),
                     strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert checkpoints.restore_named(workdir, config, fresh, "latest", print)[1] == 6
+    assert params_io.restore_params(workdir, "latest")[2] == 6
     _, variables, step = params_io.restore_params(workdir, "best")
     assert step == 4
     for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(saved[4].params),
@@ -209,7 +211,7 @@ def test_best_checkpoint_tensorboard_and_eval_command(trained, tmp_path, capsys)
     assert {"train/loss", "train/grad_norm", "validation/whdr", "train_eval/ssim"} <= set(tags)
 
     capsys.readouterr()
-    assert cli.main(["eval", "--workdir", workdir, "--checkpoint", "best"]) == 0
+    assert cli.main(["validate", "--workdir", workdir, "--checkpoint", "best"]) == 0
     out = capsys.readouterr().out
     best_step = min(val, key=val.get)
     assert f"checkpoint of step {best_step} (best)" in out and "whdr" in out
@@ -217,12 +219,12 @@ def test_best_checkpoint_tensorboard_and_eval_command(trained, tmp_path, capsys)
         record = json.load(f)
     # The same checkpoint on the same split gives the same WHDR as during training.
     assert record["whdr"] == pytest.approx(val[best_step], abs=1e-6)
-    assert cli.main(["eval", "--workdir", workdir, "--split", "train", "--max-batches", "1",
+    assert cli.main(["validate", "--workdir", workdir, "--split", "train", "--max-batches", "1",
                      "--checkpoint", "6"]) == 0
     assert os.path.exists(os.path.join(workdir, "eval", "train_step6.json"))
-    assert cli.main(["eval", "--workdir", workdir, "--checkpoint", "5"]) == 2
+    assert cli.main(["validate", "--workdir", workdir, "--checkpoint", "5"]) == 2
     assert "no checkpoint of step 5" in capsys.readouterr().err
-    assert cli.main(["eval", "--workdir", str(tmp_path / "nothing")]) == 2
+    assert cli.main(["validate", "--workdir", str(tmp_path / "nothing")]) == 2
     assert "training workdir" in capsys.readouterr().err
 
 
@@ -251,28 +253,6 @@ def test_distributed_initialisation_follows_the_environment(monkeypatch):
     assert calls[-1] == dict(coordinator_address=None, num_processes=4, process_id=3)
 
 
-def test_shipped_configs_load_by_name_and_validate():
-    import dataclasses
-
-    from depthsense_jax import losses
-
-    option_names = {f.name for f in dataclasses.fields(losses.LossOptions)}
-    for name in ("default", "synthetic", "redweb", "redweb_tpu"):
-        config = load_config(name)
-        steps.validate(config, 1)
-        # Every loss and option is listed, so that any can be set from the command line.
-        assert set(config.loss.weights) == set(losses.LOSS_NAMES)
-        assert set(config.loss.options) == option_names
-    assert losses.LossOptions.from_mapping(dict(load_config("default").loss.options)) == \
-        losses.LossOptions()
-    assert load_config("synthetic").image_size <= 160  # small, for a 2-core CPU
-    tpu = load_config("redweb_tpu", ["--config.batch_size=512"])
-    assert tpu.model.dtype == "bfloat16" and tpu.batch_size == 512
-    assert load_config("configs/redweb.py").data.name == "redweb"
-    with pytest.raises(FileNotFoundError, match="shipped configs"):
-        load_config("nonexistent")
-
-
 def test_redweb_not_built_stops_before_compiling(tmp_path):
     config = load_config("redweb", [f"--config.data.data_dir={tmp_path}"])
     with pytest.raises(ValueError, match="depthsense data build redweb"):
@@ -291,12 +271,10 @@ def test_the_synthetic_default_learns(tiny_data_dir, tmp_path):
         "--config.optimizer.warmup_steps=20", "--config.eval.train_batches=1",
         "--config.checkpoint.every=1000"])
     mesh = sharding.make_data_mesh()
-    model, train_state = state_lib.build_state(config, 240)
-    eval_step = steps.make_eval_step(model, config.loss.weights, config.loss.options,
-                                     mesh, num_pairs=config.eval.num_pairs)
+    model, variables = state_lib.initial_variables(config)
     registry.prepared_builder(config.data)
-    untrained = evaluate.evaluate(config, eval_step, jax.device_put(
-        train_state, sharding.replicated(mesh)), mesh, "validation")["whdr"]
+    untrained = validation.split_evaluator(config, model, mesh, "validation").run(
+        jax.device_put(variables, sharding.replicated(mesh))).means["whdr"]
     assert untrained > 0.4
     workdir = str(tmp_path / "run")
     loop.train_and_evaluate(config, workdir, log=lambda s: None)
@@ -315,12 +293,12 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
                  "--config.optimizer.learning_rate=1e35"]
     workdir = str(tmp_path / "run")
     with pytest.raises(loop.NonFiniteLoss, match="non-finite loss at step 2") as info:
-        loop.train_and_evaluate(load_config("default", overrides), workdir,
+        loop.train_and_evaluate(load_config("base", overrides), workdir,
                                 log=lambda s: None)
     assert "the last good checkpoint (step 1) is kept" in str(info.value)
     manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
     assert manager.all_steps() == [1]
     # The command line reports it as an error, without a traceback.
-    assert cli.main(["train", "--config", "default", "--workdir", str(tmp_path / "again"),
+    assert cli.main(["train", "--config", "base", "--workdir", str(tmp_path / "again"),
                      *overrides]) == cli.EXIT_ERROR
     assert "error: non-finite loss" in capsys.readouterr().err

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from depthsense_jax.config import load_config
-from depthsense_jax.models import model_from_config
+from depthsense_jax.models import build, family_of
 from depthsense_jax.train import sharding, state, steps
 
 # Batches made here at the shared run's shapes (4 images of 64 px), with its config, so that
@@ -33,10 +33,11 @@ def _batch(size=SIZE, batch=BATCH, seed=0):
 
 
 def _setup(mesh, overrides, extra=()):
-    config = load_config("default", [*overrides, *extra])
-    model = model_from_config(config.model)
+    config = load_config("base", [*overrides, *extra])
+    model = build(config.model)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
-    tx = state.make_optimizer(config.optimizer, total_steps=RUN_STEPS)
+    tx = state.make_optimizer(config.optimizer, total_steps=RUN_STEPS,
+                              encoder=family_of(config.model).encoder)
     train_state = jax.device_put(state.create_train_state(model, variables, tx),
                                  sharding.replicated(mesh))
     return config, model, train_state
@@ -45,7 +46,8 @@ def _setup(mesh, overrides, extra=()):
 def test_train_steps_reduce_the_loss_and_are_reproducible(run_overrides):
     mesh = sharding.make_data_mesh()
     config, model, train_state = _setup(mesh, run_overrides)
-    step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh)
+    step = steps.make_train_step(model, family_of(config.model), config.loss.weights,
+                                 config.loss.options, mesh)
     batch = sharding.global_batch(_batch(), mesh)
     key = jax.random.PRNGKey(config.seed)
     first = None
@@ -56,7 +58,8 @@ def test_train_steps_reduce_the_loss_and_are_reproducible(run_overrides):
     assert float(out["loss"]) < first
     assert int(train_state.step) == 8
     config2, model2, state2 = _setup(mesh, run_overrides)
-    step2 = steps.make_train_step(model2, config2.loss.weights, config2.loss.options, mesh)
+    step2 = steps.make_train_step(model2, family_of(config2.model), config2.loss.weights,
+                                  config2.loss.options, mesh)
     for _ in range(8):
         state2, _ = step2(state2, batch, key)
     for a, b in zip(jax.tree.leaves(train_state.params), jax.tree.leaves(state2.params),
@@ -67,10 +70,12 @@ def test_train_steps_reduce_the_loss_and_are_reproducible(run_overrides):
 def _eval(overrides, batch):
     mesh = sharding.make_data_mesh()
     config, model, train_state = _setup(mesh, overrides)
-    evaluate = steps.make_eval_step(model, config.loss.weights, config.loss.options, mesh,
-                                    num_pairs=config.eval.num_pairs)
-    out = evaluate(train_state, sharding.global_batch(batch, mesh), jax.random.PRNGKey(0))
-    return jax.tree.map(np.asarray, out)
+    predict = steps.make_predict_fn(model, mesh)
+    score = steps.make_score_fn(config.loss.weights, config.loss.options, mesh,
+                                num_pairs=config.eval.num_pairs)
+    batch = sharding.global_batch(batch, mesh)
+    pred = predict(steps.variables_of(train_state), batch["image"])
+    return jax.tree.map(np.asarray, score(jax.random.PRNGKey(0), pred, batch))
 
 
 def test_eval_step_metrics(run_overrides):
@@ -116,7 +121,7 @@ def test_accumulated_schedule_runs_in_updates():
     """With accumulate=4, a 100-step run makes 25 updates: warmup 20 steps = 5 updates to the
     peak, and the cosine reaches its end value at the last update (it used to count 100
     updates: warmup 4x too long, the decay never finishing)."""
-    opt = load_config("default", [
+    opt = load_config("base", [
         "--config.optimizer.name=sgd", "--config.optimizer.momentum=0.0",
         "--config.optimizer.learning_rate=0.5", "--config.optimizer.warmup_steps=20",
         "--config.optimizer.final_lr_fraction=0.1", "--config.optimizer.clip_norm=1e9",
@@ -160,7 +165,8 @@ _EIGHT_DEVICES = textwrap.dedent("""
         config, model, train_state = t._setup(
             mesh, tiny, ["--config.optimizer.name=sgd", "--config.batch_size=8",
                          "--config.optimizer.warmup_steps=0"])
-        step = steps.make_train_step(model, config.loss.weights, config.loss.options, mesh,
+        step = steps.make_train_step(model, t.family_of(config.model), config.loss.weights,
+                                     config.loss.options, mesh,
                                      debug_sharding=lambda s: seen.append(s))
         batch = sharding.global_batch(t._batch(size=32, batch=8), mesh)
         for _ in range(2):

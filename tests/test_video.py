@@ -155,7 +155,8 @@ def test_predict_video_writes_each_format(params_dir, tmp_path, capsys):
     raw = np.load(out / "clip_depth.npy")
     assert raw.shape == (7, 48, 80) and raw.dtype == np.float32
     # Each frame is what the photo path predicts for the same decoded frame.
-    want = inference.predict(params_dir, list(_decode(clip)), batch_size=3)
+    want = inference.predict(inference.load_model(params=params_dir), list(_decode(clip)),
+                             batch_size=3)
     np.testing.assert_allclose(raw, np.stack(want), atol=1e-5)
     pngs = sorted(os.listdir(out / "clip_depth"))
     assert pngs[0] == "000000.png" and len(pngs) == 7

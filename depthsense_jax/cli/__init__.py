@@ -1,5 +1,11 @@
 """The `depthsense` command line: a parser per command group, each command a few lines that
-call the library. Only `main` turns errors into an exit code."""
+call the library. Only `main` turns errors into an exit code.
+
+Parsing imports nothing heavy (no JAX, no TensorFlow): `--help` and argument errors answer at
+once, and each command imports what it needs when it runs. Three words that sound alike name
+three jobs: `speed` (how fast: the speed benchmarks), `zero-shot` (how accurate on the
+field's benchmark datasets) and `validate` (a training workdir's own validation split); the
+older spellings `bench`, `benchmark` and `eval` still work as aliases."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import os
 import sys
 
 from depthsense_jax import __version__
-from depthsense_jax.cli import bench, benchmark, data, demo, model, predict, train
+from depthsense_jax.cli import data, demo, model, predict, speed, train, zero_shot
 
 # Errors whose message says what to change: printed without a traceback, exit code 2.
 EXIT_ERROR = 2
@@ -22,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for group in (bench, data, train, predict, benchmark, model, demo):
+    for group in (data, train, predict, zero_shot, speed, model, demo):
         group.add(commands)
     return parser
 
@@ -35,8 +41,11 @@ class _DropTfdsDeprecation(logging.Filter):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from depthsense_jax import runtime
     from depthsense_jax.errors import RunError
 
+    # The entry point sets the process up before anything starts JAX or TensorFlow.
+    runtime.configure()
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.getLogger("absl").addFilter(_DropTfdsDeprecation())
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

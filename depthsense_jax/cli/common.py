@@ -4,8 +4,10 @@ model-source parent parser (a workdir or exported params), and argument types.""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import ml_collections
+if TYPE_CHECKING:  # ml_collections is imported when a command runs, not to parse
+    import ml_collections
 
 
 def positive_int(text: str) -> int:
@@ -30,7 +32,7 @@ def config_parent(default: str | None) -> argparse.ArgumentParser:
     group = parser.add_argument_group("config")
     shown = f" (default: {default})" if default else ""
     group.add_argument("--config", default=default,
-                       help="config file, or the name of one shipped in configs/ (default, "
+                       help="config file, or the name of one shipped in configs/ (base, "
                        "finetune, synthetic, redweb, redweb_tpu)" + shown
                        + "; override any field as --config.KEY=VALUE")
     parser.set_defaults(overrides=[])
@@ -46,7 +48,8 @@ def model_source_parent() -> argparse.ArgumentParser:
     group.add_argument("--checkpoint", default="latest",
                        help="with --workdir: 'latest', 'best' or a step (default latest)")
     group.add_argument("--params", help="an export folder or its params.msgpack / "
-                       ".safetensors (model.json beside it)")
+                       ".safetensors (model.json beside it), a training workdir, or a "
+                       "checkpoint a model family reads")
     return parser
 
 
@@ -82,3 +85,8 @@ def load_config(args: argparse.Namespace) -> ml_collections.ConfigDict:
 
 def command_line(argv: list[str]) -> str:
     return " ".join(["depthsense", *argv])
+
+
+def renamed(old: str) -> str:
+    """The line every renamed command's help carries."""
+    return f" (`depthsense {old}` is this command's old name, kept as an alias.)"

@@ -59,12 +59,12 @@ def add(commands) -> None:
     data = commands.add_parser("data", help="build and look at the datasets")
     actions = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     build = actions.add_parser(
-        "build", parents=[data_parent(), config_parent("default")],
+        "build", parents=[data_parent(), config_parent("base")],
         help="build a dataset's TFRecords: synthetic, redweb, your own folder, or the train "
         "split of nyu, kitti, diode, middlebury",
         description="Build a dataset with TFDS. synthetic: rendered here. redweb: from "
         "--manual-dir. nyu, kitti, diode, middlebury: their train split from --manual-dir (the "
-        "folder `benchmark` reads; kitti: its train list as --split-file) into rgbd/NAME. "
+        "folder `zero-shot` reads; kitti: its train list as --split-file) into rgbd/NAME. "
         "folder: your images and ground truth, paired by relative path and stem, into "
         "rgbd/NAME (--name NAME). Broken files are named, skipped and counted.")
     build.add_argument("--split-file", help="nyu: splits.mat; kitti: the train list")
@@ -92,7 +92,7 @@ def add(commands) -> None:
                      help="share of images in the validation split by hash (default 5)")
     build.set_defaults(func=_build)
     show = actions.add_parser(
-        "show", parents=[data_parent(), config_parent("default")],
+        "show", parents=[data_parent(), config_parent("base")],
         help="a picture of samples as training sees them: image | depth | mask",
         description="Write a PNG of examples after the pipeline's augmentation (or its "
         "evaluation resize with --no-augment): image (labelled with its dataset) | depth "

@@ -31,8 +31,8 @@ def add(commands) -> None:
     demo.add_argument("--port", type=positive_int, default=7860,
                       help="port to serve on (default 7860)")
     demo.add_argument("--size", type=positive_int,
-                      help="short side the model sees, a multiple of 32 (default: the "
-                      "training image_size, else 384)")
+                      help="short side the model sees, a multiple of the model's stride "
+                      "(default: the training image_size, else the family's default)")
     demo.add_argument("--examples", nargs="+", metavar="FILE",
                       help="photos offered as examples: files, folders or glob patterns")
     # The default is the library's (depthsense_jax.demo.MAX_PIXELS): importing it here would

@@ -16,30 +16,40 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from depthsense_jax.models.torchvision_import import convert_file
+    from depthsense_jax import params_io
 
-    n = convert_file(args.src, args.out, args.depth, args.width)
-    print(f"wrote {args.out}: ResNet-{args.depth} encoder, {n:,} parameters; use it with "
-          f"--config.model.pretrained={args.out}")
+    if args.depth:
+        args.overrides = [*args.overrides, f"--config.model.encoder_depth={args.depth}"]
+    if args.width:
+        args.overrides = [*args.overrides, f"--config.model.width={args.width}"]
+    params_io.convert_weights(args.src, args.out, load_config(args).model)
     return 0
 
 
 def add(commands) -> None:
     summary = commands.add_parser(
-        "model-summary", parents=[config_parent("default")],
+        "model-summary", parents=[config_parent("base")],
         help="parameter counts of the model a config describes",
-        description="Parameter counts of DepthNet for a config.")
+        description="Parameter counts of the model a config describes, per part.")
     summary.add_argument("--size", type=positive_int, help="input size (default: image_size)")
     summary.add_argument("--table", action="store_true", help="also print flax's module table")
     summary.set_defaults(func=_summary)
 
     convert = commands.add_parser(
-        "convert-weights", help="torchvision ResNet weights -> encoder variables (msgpack)",
-        description="Convert a torchvision ResNet state dict (.pth needs torch; .safetensors "
-        "or .npz with torchvision key names) into the encoder's params and batch_stats as a "
-        ".msgpack that model.pretrained loads without torch.")
-    convert.add_argument("src", help="weights file (.pth, .pt, .safetensors, .npz)")
-    convert.add_argument("out", help="output .msgpack")
-    convert.add_argument("--depth", type=int, default=50, choices=[18, 34, 50, 101])
-    convert.add_argument("--width", type=positive_int, default=64)
+        "convert-weights", parents=[config_parent("base")],
+        help="pretrained encoder weights -> .msgpack; a whole checkpoint -> export folder",
+        description="OUT.msgpack: convert pretrained encoder weights (what model.pretrained "
+        "reads for the config's model family; DepthNet: a torchvision ResNet state dict, .pth "
+        "needs torch, .safetensors or .npz with torchvision key names) into the encoder's "
+        "variables, which model.pretrained then loads without torch. Any other OUT: a whole "
+        "model that --params reads (a workdir, an export folder, a checkpoint a model family "
+        "reads) written as an export folder (model.json, params.msgpack, params.safetensors).")
+    convert.add_argument("src", help="weights file or folder")
+    convert.add_argument("out", help="output .msgpack (encoder) or folder (whole model)")
+    convert.add_argument("--depth", type=int, choices=[18, 34, 50, 101],
+                         help="DepthNet: the ResNet depth, as --config.model.encoder_depth "
+                         "(default: the config's, 50)")
+    convert.add_argument("--width", type=positive_int,
+                         help="DepthNet: the encoder width, as --config.model.width "
+                         "(default: the config's, 64)")
     convert.set_defaults(func=_convert)

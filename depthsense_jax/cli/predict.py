@@ -35,7 +35,7 @@ def _predict(args: argparse.Namespace) -> int:
         inference.predict_files(model, photos, args.out, size=args.size,
                                 formats=comma_list(args.format or "png16,color"),
                                 colormap=args.colormap, batch_size=args.batch)
-    predictor = inference.Predictor(model.model_config, model.variables) if videos else None
+    predictor = inference.Predictor(model) if videos else None
     for path in videos:
         video.predict_video(model, path, args.out, size=args.size,
                             formats=comma_list(args.format or "color"),
@@ -62,7 +62,8 @@ def add(commands) -> None:
         description="Predict relative inverse depth (bright/large = near) for image files, "
         "folders (recursive) or glob patterns, at any size: each photo is resized keeping its "
         "aspect so that its short side is --size (the scale the model trained at), both sides "
-        "multiples of 32, predicted in batches and resized back. Unreadable files are "
+        "multiples of the model's stride (32 for DepthNet), predicted in batches and resized "
+        "back. Unreadable files are "
         "reported and skipped. Video files (.mp4, .avi, .mov, .mkv, .webm, ...; any "
         "container OpenCV reads) given by name or pattern become NAME_depth.mp4 (colour "
         "map, or --format side), NAME_depth.npy (raw, --format npy) and NAME_depth/ (16-bit "
@@ -83,9 +84,10 @@ def add(commands) -> None:
     predict.add_argument("--colormap", default="inferno",
                          help="OpenCV colour map name for color/side (default inferno)")
     predict.add_argument("--size", type=positive_int,
-                         help="short side the model sees, a multiple of 32 (default: the "
-                         "training image_size from the workdir, model.json or --config; else "
-                         "384). Training crops come from images scaled to a short side of "
+                         help="short side the model sees, a multiple of the model's stride "
+                         "(default: the training image_size from the workdir, model.json or "
+                         "--config; else the model family's default, 384 for DepthNet). "
+                         "Training crops come from images scaled to a short side of "
                          "image_size to 1.5x it, so larger values see finer detail at a scale "
                          "the model trained less on")
     predict.add_argument("--batch", type=positive_int, default=4,

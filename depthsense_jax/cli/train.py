@@ -1,10 +1,10 @@
-"""`depthsense train` and `depthsense eval`."""
+"""`depthsense train` and `depthsense validate` (old name: `eval`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from depthsense_jax.cli.common import config_parent, load_config, positive_int
+from depthsense_jax.cli.common import config_parent, load_config, positive_int, renamed
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -18,10 +18,10 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from depthsense_jax.train import evaluate
+def _validate(args: argparse.Namespace) -> int:
+    from depthsense_jax.train import validation
 
-    evaluate.evaluate_checkpoint(args.workdir, args.split, args.checkpoint, args.max_batches)
+    validation.validate_checkpoint(args.workdir, args.split, args.checkpoint, args.max_batches)
     return 0
 
 
@@ -29,9 +29,9 @@ def add(commands) -> None:
     train = commands.add_parser(
         "train", parents=[config_parent("synthetic")],
         help="train a model (resumes from the workdir's latest checkpoint)",
-        description="Train DepthNet as a config describes (default: synthetic, the small "
-        "built-in model on synthetic scenes), in WORKDIR: checkpoints, metrics.jsonl, "
-        "TensorBoard and the evaluation table each epoch; a rerun resumes.")
+        description="Train the model a config describes (default: synthetic, the small "
+        "built-in DepthNet on synthetic scenes), in WORKDIR: checkpoints, metrics.jsonl, "
+        "TensorBoard and the validation table each epoch; a rerun resumes.")
     train.add_argument("--workdir", required=True,
                        help="folder or URL (gs://bucket/run) for checkpoints and logs")
     multi = train.add_argument_group(
@@ -46,9 +46,12 @@ def add(commands) -> None:
     train.set_defaults(func=_train)
 
     evaluate = commands.add_parser(
-        "eval", help="metrics of a workdir's checkpoint on a split",
-        description="Load a training workdir's config and checkpoint and print the loss, WHDR, "
-        "SSIM, MSE, AbsRel and delta1 on a split; also written to WORKDIR/eval/.")
+        "validate", aliases=["eval"],
+        help="a workdir's checkpoint scored on its own data's split",
+        description="Load a training workdir's config and checkpoint (its params only) and "
+        "print the loss, WHDR, SSIM, MSE, AbsRel and delta1 on a split of the run's own data, "
+        "as training's validation does; also written to WORKDIR/eval/. For the field's "
+        "benchmark datasets, see `depthsense zero-shot`." + renamed("eval"))
     evaluate.add_argument("--workdir", required=True,
                           help="the training workdir (a folder or gs:// URL)")
     evaluate.add_argument("--split", default="validation", help="split (default validation)")
@@ -56,4 +59,4 @@ def add(commands) -> None:
                           help="'latest', 'best' (lowest validation WHDR) or a step number")
     evaluate.add_argument("--max-batches", type=positive_int,
                           help="score only this many batches (default: the whole split)")
-    evaluate.set_defaults(func=_eval)
+    evaluate.set_defaults(func=_validate)

@@ -13,8 +13,8 @@ from depthsense_jax import storage
 from depthsense_jax.data.formats import read_npy, read_rgb
 from depthsense_jax.data.samples import (
     Item,
-    Protocol,
     Sample,
+    Scoring,
     depth_sample,
     relative_stem,
     require_dir,
@@ -23,7 +23,7 @@ from depthsense_jax.data.samples import (
 LAYOUT = """  DIR/val/indoors/scene_XXXXX/scan_XXXXX/NAME.png
       with NAME_depth.npy and NAME_depth_mask.npy beside it
   DIR/val/outdoor/scene_XXXXX/scan_XXXXX/...    (or DIR itself holding indoors/, outdoor/)"""
-PROTOCOL = Protocol(metric="depth", min_depth=0.6, max_depth=350.0)
+SCORING = Scoring(metric="depth", min_depth=0.6, max_depth=350.0)
 
 
 def _load(root: str, image_path: str) -> Sample:

@@ -14,12 +14,12 @@ import os
 
 from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError, read_rgb
-from depthsense_jax.data.samples import Item, Protocol, Sample, require_dir
+from depthsense_jax.data.samples import Item, Sample, Scoring, require_dir
 
 CSV = "DIW_test.csv"
 LAYOUT = f"""  DIR/{CSV}            (image path line, then yA,xA,yB,xB,rel,width,height)
   DIR/DIW_test/...       (the images, at the paths the CSV names, relative to DIR)"""
-PROTOCOL = Protocol(metric="ordinal")
+SCORING = Scoring(metric="ordinal")
 RELATIONS = {">": 1, "<": -1}
 
 

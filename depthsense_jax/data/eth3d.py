@@ -12,8 +12,8 @@ from depthsense_jax import storage
 from depthsense_jax.data.formats import read_raw_float32, read_rgb
 from depthsense_jax.data.samples import (
     Item,
-    Protocol,
     Sample,
+    Scoring,
     depth_sample,
     relative_stem,
     require_dir,
@@ -22,7 +22,7 @@ from depthsense_jax.data.samples import (
 
 LAYOUT = """  DIR/SCENE/images/dslr_images/DSC_0xxx.JPG                (e.g. DIR/courtyard/...)
   DIR/SCENE/ground_truth_depth/dslr_images/DSC_0xxx.JPG    (raw float32, inf = invalid)"""
-PROTOCOL = Protocol(metric="depth")  # no cap: every finite positive depth counts
+SCORING = Scoring(metric="depth")  # no cap: every finite positive depth counts
 
 
 def _load(root: str, image_path: str) -> Sample:

@@ -105,11 +105,13 @@ def pairs(options: FolderOptions) -> tuple[dict[str, list[Item]], list[tuple[str
     splits: dict[str, list[Item]] = {"train": [], "validation": []}
     skipped = []
     # Folder by folder, each one's files by name (the order of a sorted os.walk).
-    found = sorted(storage.walk_files(images),
+    found = sorted((p for p in storage.walk_files(images)
+                    if storage.basename(p).lower().endswith(IMAGE_SUFFIXES)),
                    key=lambda p: (storage.dirname(p), storage.basename(p)))
+    if not found:
+        raise ValueError(f"--images {options.images!r} holds no images "
+                         f"({', '.join(IMAGE_SUFFIXES)}, searched recursively)")
     for image in found:
-        if not storage.basename(image).lower().endswith(IMAGE_SUFFIXES):
-            continue
         key = os.path.splitext(storage.relpath(image, images))[0].replace(os.sep, "/")
         depth_file = depth_folder.find(key, DEPTH_SUFFIXES)
         if depth_file is None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError, read_png_gray, read_rgb
-from depthsense_jax.data.samples import Item, Protocol, Sample, require_dir
+from depthsense_jax.data.samples import Item, Sample, Scoring, require_dir
 
 SPLIT_FILES = ("eigen_test_files_with_gt.txt", "kitti_eigen_test_files_with_gt.txt",
                "test_files.txt", "eigen_test_files.txt")
@@ -25,7 +25,7 @@ LAYOUT = """  DIR/2011_09_26/2011_09_26_drive_0002_sync/image_02/data/0000000069
   DIR/test_files.txt or DIR/eigen_test_files_with_gt.txt   (the Eigen test list; or
       --split-file FILE)"""
 # Garg crop by default (Eigen's as an option), 1e-3 .. 80 m.
-PROTOCOL = Protocol(metric="depth", min_depth=1e-3, max_depth=80.0, crop="garg",
+SCORING = Scoring(metric="depth", min_depth=1e-3, max_depth=80.0, crop="garg",
                     crops=("garg", "eigen_kitti"))
 
 

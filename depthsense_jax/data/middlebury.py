@@ -16,11 +16,11 @@ import numpy as np
 
 from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError, read_pfm, read_png_gray, read_rgb
-from depthsense_jax.data.samples import Item, Protocol, Sample, require_dir
+from depthsense_jax.data.samples import Item, Sample, Scoring, require_dir
 
 LAYOUT = """  DIR/SCENE/im0.png, disp0.pfm, calib.txt      (2014; or DIR itself is one scene)
   DIR/SCENE/view1.png, disp1.png                (2005 / 2006: disparity only)"""
-PROTOCOL = Protocol(metric="depth")
+SCORING = Scoring(metric="depth")
 
 
 def read_calib(path: str) -> dict[str, float]:

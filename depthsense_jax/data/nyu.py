@@ -16,14 +16,14 @@ import numpy as np
 
 from depthsense_jax import storage
 from depthsense_jax.data.formats import FormatError
-from depthsense_jax.data.samples import Item, Protocol, Sample, require_dir
+from depthsense_jax.data.samples import Item, Sample, Scoring, require_dir
 
 LABELED = "nyu_depth_v2_labeled.mat"
 SPLITS = "splits.mat"
 LAYOUT = f"""  DIR/{LABELED}   (MATLAB 7.3 / HDF5: images, rawDepths)
   DIR/{SPLITS}                  (testNdxs: the 654 test images, 1-based)"""
 # Eigen crop (rows 45:471, cols 41:601 of 480 x 640) and the 1e-3 .. 10 m cap.
-PROTOCOL = Protocol(metric="depth", min_depth=1e-3, max_depth=10.0, crop="eigen_nyu",
+SCORING = Scoring(metric="depth", min_depth=1e-3, max_depth=10.0, crop="eigen_nyu",
                     crops=("eigen_nyu",))
 
 

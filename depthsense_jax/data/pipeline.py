@@ -266,8 +266,10 @@ def make_tf_dataset(
     process_index = 0 if process_index is None else process_index
     process_count = 1 if process_count is None else process_count
     training = split == "train" if training is None else training
-    if config.image_size % 32:
-        raise ValueError(f"config.image_size must be a multiple of 32, got {config.image_size}")
+    # Any positive crop: that it fits the model (a multiple of its stride) is the training
+    # step's check (train.steps.validate), which knows the model.
+    if config.image_size < 1:
+        raise ValueError(f"config.image_size must be positive, got {config.image_size}")
     if config.batch_size % process_count:
         raise ValueError(
             f"config.batch_size={config.batch_size} is not divisible by {process_count} hosts"

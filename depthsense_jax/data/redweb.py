@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from depthsense_jax import storage
-from depthsense_jax.data.samples import Item, Protocol, Sample, hash_split
+from depthsense_jax.data.samples import Item, Sample, Scoring, hash_split
 from depthsense_jax.data.target import SKY, VALID
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class Redweb(tfds.core.GeneratorBasedBuilder):
                         dict(skipped))
 
 
-BENCHMARK_PROTOCOL = Protocol(metric="whdr")
+BENCHMARK_SCORING = Scoring(metric="whdr")
 BENCHMARK_LAYOUT = """  DIR: the TFDS data_dir where `depthsense data build redweb` wrote redweb/
   (default ~/tensorflow_datasets); its validation split is scored"""
 

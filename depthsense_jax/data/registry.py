@@ -6,7 +6,7 @@ Names: the short name ("synthetic", "redweb", "nyu", ...), the TFDS builder name
 "rgbd/NAME" for data you built with `depthsense data build folder --name NAME`.
 `config.data.name` takes any of them. The benchmark datasets (NYU, KITTI, ETH3D, DIODE,
 Sintel, Middlebury, DIW, ReDWeb's validation split, and your rgbd/NAME's) are read from
-their folders by `benchmark`; NYU, KITTI, DIODE and Middlebury can also be built for
+their folders by `zero-shot`; NYU, KITTI, DIODE and Middlebury can also be built for
 training (`build`: their train split, into rgbd/NAME).
 """
 
@@ -33,7 +33,7 @@ from depthsense_jax.data import (
     sintel,
 )
 from depthsense_jax.data.folder import FolderOptions
-from depthsense_jax.data.samples import Item, Protocol, hash_split
+from depthsense_jax.data.samples import Item, Scoring, hash_split
 from depthsense_jax.data.synthetic import builder as synthetic_builder
 
 # A decoded example (dict of tensors) -> (training target, larger = nearer; validity codes).
@@ -59,7 +59,7 @@ class DatasetSpec:
     manual: bool = False  # built from a folder the user provides (`data build --manual-dir`)
     train_items: Callable[..., list[Item]] | None = None  # its train split, into rgbd/NAME
     benchmark: Callable[..., list[Item]] | None = None  # items(data_dir, split_file)
-    protocol: Protocol | None = None  # the benchmark's defaults
+    scoring: Scoring | None = None  # how the zero-shot benchmark scores it
     layout: str = ""  # the folder the benchmark reads, for errors and --help
 
     def full_name(self, config: str | None = None) -> str | None:
@@ -71,7 +71,7 @@ class DatasetSpec:
 
 def _official(module, name: str, kind: str, description: str) -> DatasetSpec:
     return DatasetSpec(name=name, kind=kind, description=description, benchmark=module.items,
-                       protocol=module.PROTOCOL, layout=module.LAYOUT,
+                       scoring=module.SCORING, layout=module.LAYOUT,
                        train_items=getattr(module, "train_items", None))
 
 
@@ -85,7 +85,7 @@ DATASETS = {
         DatasetSpec(
             name="redweb", tfds_name="redweb", kind="relative",
             decode_target=lambda e: redweb.decode_target(e["depth"]), manual=True,
-            benchmark=redweb.benchmark_items, protocol=redweb.BENCHMARK_PROTOCOL,
+            benchmark=redweb.benchmark_items, scoring=redweb.BENCHMARK_SCORING,
             layout=redweb.BENCHMARK_LAYOUT,
             description="ReDWeb V1 from a folder you provide (--manual-dir)"),
         _official(nyu, "nyu", "depth", "NYU Depth v2 (test: 654; train: 795)"),
@@ -135,7 +135,12 @@ def _data_dir(data_config: ml_collections.ConfigDict) -> str | None:
 
 
 def _builder(full_name: str, data_config: ml_collections.ConfigDict):
+    name, _, config = full_name.partition("/")
     try:
+        if name == DATASETS["synthetic"].tfds_name and config.startswith(
+                synthetic_builder.FAMILY_SET):
+            return tfds.builder(name, config=synthetic_builder.family_set_config(config),
+                                data_dir=_data_dir(data_config))
         return tfds.builder(full_name, data_dir=_data_dir(data_config))
     except tfds.core.registered.DatasetNotFoundError as err:
         raise ValueError(f"{full_name!r} (config.data.name) is no dataset: {err}") from None
@@ -148,7 +153,7 @@ def build(data_config: ml_collections.ConfigDict, split_file: str | None = None)
 
     Synthetic scenes are rendered here; ReDWeb reads `data_config.manual_dir` (default:
     TFDS's manual folder); NYU, KITTI, DIODE and Middlebury read their train split from
-    `data_config.manual_dir` (the folder `benchmark` reads; KITTI's list as `split_file`)
+    `data_config.manual_dir` (the folder `zero-shot` reads; KITTI's list as `split_file`)
     into rgbd/NAME, about 5% of it (by a hash of the name) as the validation split.
     """
     spec, full_name = lookup(data_config.name)
@@ -170,7 +175,8 @@ def build(data_config: ml_collections.ConfigDict, split_file: str | None = None)
         rgbd.build(spec.name, spec.kind, splits,
                    {"dataset": spec.name, "folder": manual, "split_file": split_file},
                    data_config.data_dir or None)
-        return prepared(data_config).builder
+        builder, _ = rgbd.load(spec.name, data_config.data_dir or None, "")
+        return builder
     if full_name is None:
         raise ValueError(f"{spec.name!r} cannot be built for training; trainable: synthetic, "
                          f"redweb, {', '.join(TRAINABLE_BENCHMARKS)}, or your own folder")
@@ -217,7 +223,7 @@ def prepared(data_config: ml_collections.ConfigDict) -> Prepared:
         return Prepared(spec.name, builder, rgbd.decode_for(record["kind"]), record["kind"])
     if full_name is None:
         raise ValueError(f"dataset {spec.name!r} has no training build (it is a benchmark: "
-                         f"`depthsense benchmark {spec.name} --data-dir DIR ...`)")
+                         f"`depthsense zero-shot {spec.name} --data-dir DIR ...`)")
     builder = _builder(full_name, data_config)
     if not builder.is_prepared():
         if spec.manual:
@@ -244,7 +250,7 @@ def benchmark(name: str, data_dir: str | None,
         items, kind = rgbd.benchmark_items(own_name(spec.name), data_dir, (
             "build it with `depthsense data build folder` (and give its --data-dir)"))
         metric = "whdr" if kind == "relative" else "depth"
-        return dataclasses.replace(spec, kind=kind, protocol=Protocol(metric=metric)), items
+        return dataclasses.replace(spec, kind=kind, scoring=Scoring(metric=metric)), items
     if spec.benchmark is None:
         raise ValueError(f"{spec.name!r} is no benchmark dataset; benchmarks: "
                          f"{', '.join(BENCHMARKS)}, or {RGBD}NAME")

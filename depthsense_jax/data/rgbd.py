@@ -82,7 +82,6 @@ class Rgbd(tfds.core.GeneratorBasedBuilder):
             except (FormatError, ValueError, OSError) as err:
                 reason = getattr(err, "reason", "unreadable")
                 self.skipped.append((item.name, reason, str(err)))
-                log.warning("%s: skipping %s: %s", self.builder_config.name, item.name, err)
                 continue
             yield item.name, {"image": sample.image, "ground_truth": sample.target,
                               "mask": sample.mask, "file_name": item.name}
@@ -110,10 +109,24 @@ def check_name(name: str) -> str:
     return name
 
 
+SKIPPED_SHOWN = 20  # skipped files named on the console; depthsense.json lists them all
+
+
+def skipped_lines(skipped: list[tuple[str, str, str]], listing: str) -> list[str]:
+    """Console lines naming skipped files (name, reason, message): all of them when there
+    are at most SKIPPED_SHOWN, else the first SKIPPED_SHOWN and where the rest are listed."""
+    lines = [f"  skipped {name} ({reason}): {message}"
+             for name, reason, message in skipped[:SKIPPED_SHOWN]]
+    if len(skipped) > SKIPPED_SHOWN:
+        lines.append(f"  ... and {len(skipped) - SKIPPED_SHOWN} more, all listed in {listing}")
+    return lines
+
+
 def build(name: str, kind: str, splits: Callable, source: dict, data_dir: str | None,
           log_fn: Callable[[str], None] = print) -> str:
     """Build DATA_DIR/rgbd/NAME from `splits()` ({split: items}, skipped) and return its
-    folder. Unusable samples are skipped, named in the log and counted in depthsense.json."""
+    folder. Unusable samples are skipped, named on the console and in depthsense.json, and
+    counted; a build with no usable sample at all is a ValueError (and is removed)."""
     check_name(name)
     data_dir = storage.expand(data_dir) if data_dir else None
     with _quiet_tfds():
@@ -129,12 +142,20 @@ def build(name: str, kind: str, splits: Callable, source: dict, data_dir: str | 
               "splits": {s: i.num_examples for s, i in builder.info.splits.items()},
               "skipped": dict(Counter(reason for _, reason, _ in skipped)),
               "skipped_files": [{"name": n, "reason": r, "message": m} for n, r, m in skipped]}
-    storage.write_text(storage.join(str(builder.data_dir), SOURCE_FILE),
-                       json.dumps(record, indent=2))
-    counts = ", ".join(f"{s} {n}" for s, n in record["splits"].items())
+    listing = storage.join(str(builder.data_dir), SOURCE_FILE)
     reasons = ", ".join(f"{n} {r}" for r, n in record["skipped"].items())
-    log_fn(f"built {BUILDER}/{name} ({kind}): {counts} examples in {builder.data_dir}"
-           + (f"; skipped {len(skipped)} ({reasons})" if skipped else ""))
+    if not sum(record["splits"].values()):
+        storage.rmtree(str(builder.data_dir))
+        raise ValueError("\n".join([
+            f"{BUILDER}/{name}: no usable example"
+            + (f"; all {len(skipped)} skipped ({reasons}):" if skipped else ""),
+            *skipped_lines(skipped, "the lines above")]))
+    storage.write_text(listing, json.dumps(record, indent=2))
+    counts = ", ".join(f"{s} {n}" for s, n in record["splits"].items())
+    log_fn("\n".join([f"built {BUILDER}/{name} ({kind}): {counts} examples in "
+                       f"{builder.data_dir}"
+                       + (f"; skipped {len(skipped)} ({reasons}):" if skipped else ""),
+                       *skipped_lines(skipped, listing)]))
     return builder.data_dir
 
 

@@ -1,6 +1,6 @@
 """What a benchmark dataset's reader yields: one `Item` per image, loaded lazily into a
 `Sample` (so that a broken file is named and skipped, and reading can run ahead of the model),
-and the dataset's evaluation defaults (`Protocol`)."""
+and the dataset's evaluation defaults (`Scoring`)."""
 
 from __future__ import annotations
 
@@ -58,8 +58,9 @@ class Item:
 
 
 @dataclasses.dataclass(frozen=True)
-class Protocol:
-    """A dataset's evaluation defaults.
+class Scoring:
+    """How the zero-shot benchmark scores a dataset (its defaults; the algorithm itself is
+    `evaluation.protocol`).
 
     metric: "depth" (aligned depth errors), "whdr" (ordinal pairs sampled over a relative
       ground truth) or "ordinal" (one human-labelled pair per image).

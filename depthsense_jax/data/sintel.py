@@ -14,8 +14,8 @@ from depthsense_jax import storage
 from depthsense_jax.data.formats import read_dpt, read_rgb
 from depthsense_jax.data.samples import (
     Item,
-    Protocol,
     Sample,
+    Scoring,
     depth_sample,
     relative_stem,
     require_dir,
@@ -24,7 +24,7 @@ from depthsense_jax.data.samples import (
 
 LAYOUT = """  DIR/training/final/SCENE/frame_0001.png
   DIR/training/depth/SCENE/frame_0001.dpt"""
-PROTOCOL = Protocol(metric="depth", min_depth=1e-3, max_depth=72.0)
+SCORING = Scoring(metric="depth", min_depth=1e-3, max_depth=72.0)
 
 
 def _load(root: str, image_path: str) -> Sample:

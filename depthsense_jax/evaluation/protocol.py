@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from depthsense_jax import metrics
-from depthsense_jax.losses.scale_shift import fit_scale_shift
+from depthsense_jax.losses.scale_shift import align_scale_shift, apply_scale_shift
 
 ALIGNS = ("disparity", "depth", "scale")
 SPACES = ("depth", "disparity")
@@ -99,10 +99,10 @@ def score_depth(pred: jax.Array, truth: jax.Array, valid: jax.Array, low: jax.Ar
     fit_in = prediction_kind if align == "scale" else align
     target = truth_disp if fit_in == "disparity" else truth
     if align == "scale":
-        aligned = _scale_only(pred, target, valid)[:, None, None] * pred
+        scale = _scale_only(pred, target, valid)
+        aligned = apply_scale_shift(pred, scale, jnp.zeros_like(scale))
     else:
-        scale, shift = fit_scale_shift(pred, target, valid)
-        aligned = scale[:, None, None] * pred + shift[:, None, None]
+        aligned = align_scale_shift(pred, target, valid)
     if fit_in == "disparity":
         disparity = jnp.clip(aligned, 1.0 / high, 1.0 / low)
         depth = 1.0 / disparity

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from depthsense_jax import sampling
 from depthsense_jax.losses.ranking import edge_guided_ranking_loss, ranking_loss
 from depthsense_jax.losses.scale_shift import (
-    fit_scale_shift,
+    align_scale_shift,
     gradient_matching_loss,
     scale_shift_invariant_loss,
 )
@@ -30,16 +30,17 @@ LOSS_NAMES = (
 
 @dataclasses.dataclass(frozen=True)
 class LossOptions:
-    """Hyperparameters of the parts of `combined_loss` (defaults: the seed and the papers)."""
+    """Hyperparameters of the parts of `combined_loss` (defaults: the seed and the papers;
+    the one place they are written: configs/base.py takes them from here)."""
 
     num_pairs: int = 300  # random pairs per image for "ranking" (the seed's 300)
-    ranking_sigma: float = 0.02  # ReDWeb / Chen et al.
+    ranking_sigma: float = 0.02  # ordinal "equal" threshold of "ranking" (ReDWeb, Chen et al.)
     alpha: float = 1.0  # weight of the equal-pair term
-    hard_fraction: float = 1.0  # 0.75 = Xian 2018's hard-pair mining
+    hard_fraction: float = 1.0  # keep the hardest fraction of pairs (0.75 = Xian 2018's mining)
     num_anchors: int = 100  # edge anchors per image for "edge_guided_ranking"
-    edge_sigma: float = 0.03  # Xian 2020
-    gradient_scales: int = 4
-    ssim_padding: str = "zeros"
+    edge_sigma: float = 0.03  # its ordinal threshold (Xian 2020)
+    gradient_scales: int = 4  # scales of "gradient_matching"
+    ssim_padding: str = "zeros"  # "zeros" (pytorch-ssim, the seed), "reflect" or "valid"
 
     @classmethod
     def from_mapping(cls, options: Mapping | None) -> LossOptions:
@@ -107,8 +108,7 @@ def combined_loss(
 
     aligned = None
     if {"ssim", "smoothness"} & set(weights):
-        scale, shift = fit_scale_shift(pred, target, mask)
-        aligned = scale[:, None, None] * pred + shift[:, None, None]
+        aligned = align_scale_shift(pred, target, mask)
 
     parts: dict[str, jax.Array] = {}
     for name in weights:

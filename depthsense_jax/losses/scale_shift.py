@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from depthsense_jax import _checks
+from depthsense_jax._reduce import masked_mean
 
 # A prediction whose masked variance is below this fraction of its mean square is treated as
 # constant: its least-squares scale is undefined (and float32 rounding would make it huge).
@@ -23,40 +24,63 @@ def _check_dense(pred, target, mask, mask_required: bool = True) -> None:
     _checks.check_mask(mask, "pred", pred.shape)
 
 
-def _masked_mean(x: jax.Array, weight: jax.Array, count: jax.Array) -> jax.Array:
-    return jnp.sum(jnp.where(weight, x, 0.0), axis=(1, 2)) / jnp.maximum(count, 1.0)
+def _mean(x: jax.Array, weights: jax.Array) -> jax.Array:
+    return masked_mean(x, weights, separate=False)[0]
 
 
-def _refined_mean(x: jax.Array, weight: jax.Array, count: jax.Array) -> jax.Array:
+def _refined_mean(x: jax.Array, weights: jax.Array) -> jax.Array:
     """Masked mean with one correction pass: a float32 mean is off by a rounding error that a
     large least-squares scale would turn into a constant residual (an affine pred with an
     offset 500x its spread fitted 10x worse than in float64 without it)."""
-    mean = _masked_mean(x, weight, count)
-    return mean + _masked_mean(x - mean[:, None, None], weight, count)
+    mean = _mean(x, weights)
+    return mean + _mean(x - mean[:, None, None], weights)
 
 
 def fit_scale_shift(
     pred: jax.Array, target: jax.Array, mask: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Per-image least-squares (s, t) minimising sum over mask of (s pred + t - target)^2.
+    """Per-image least-squares (s, t) minimising sum over mask of w (s pred + t - target)^2:
+    the one scale-and-shift fit of the package (losses, metrics, the zero-shot protocol,
+    video stabilisation).
 
-    pred, target: (B, H, W); mask: (B, H, W) bool. Returns s, t: (B,) float32. A constant
-    prediction (or fewer than two valid pixels) gets s = 0, t = mean target, not a huge or
-    NaN scale. Values of `target` outside the mask are never read (NaN there is fine).
+    pred, target: (B, H, W); mask: (B, H, W) bool (w = 1 inside), or float weights w >= 0.
+    Returns s, t: (B,) float32. A constant prediction (or fewer than two pixels with weight)
+    gets s = 0, t = the target's mean, not a huge or NaN scale. Values of `target` where the
+    weight is 0 are never read (NaN there is fine).
     """
-    mask = jnp.asarray(mask, bool)
-    pred = jnp.where(mask, jnp.asarray(pred, jnp.float32), 0.0)
-    target = jnp.where(mask, jnp.asarray(target, jnp.float32), 0.0)
-    count = jnp.sum(mask, axis=(1, 2)).astype(jnp.float32)
-    mean_p = _refined_mean(pred, mask, count)
-    mean_t = _refined_mean(target, mask, count)
+    weights = jnp.asarray(mask)
+    valid = weights if weights.dtype == bool else weights > 0
+    if weights.dtype != bool:
+        weights = weights.astype(jnp.float32)
+    pred = jnp.where(valid, jnp.asarray(pred, jnp.float32), 0.0)
+    target = jnp.where(valid, jnp.asarray(target, jnp.float32), 0.0)
+    count = jnp.sum(valid, axis=(1, 2))
+    mean_p = _refined_mean(pred, weights)
+    mean_t = _refined_mean(target, weights)
     dp = pred - mean_p[:, None, None]
     dt = target - mean_t[:, None, None]
-    var_p = _masked_mean(dp * dp, mask, count)
-    cov = _masked_mean(dp * dt, mask, count)
+    var_p = _mean(dp * dp, weights)
+    cov = _mean(dp * dt, weights)
     ok = (count >= 2) & (var_p > _RELATIVE_VARIANCE_FLOOR * (mean_p * mean_p + var_p) + _TINY)
     scale = jnp.where(ok, cov / jnp.where(ok, var_p, 1.0), 0.0)
     return scale, mean_t - scale * mean_p
+
+
+def apply_scale_shift(pred: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:
+    """scale * pred + shift per image: pred (B, H, W), scale and shift (B,) -> (B, H, W)
+    float32."""
+    return scale[:, None, None] * jnp.asarray(pred, jnp.float32) + shift[:, None, None]
+
+
+def align_scale_shift(pred: jax.Array, target: jax.Array, mask: jax.Array,
+                      nonnegative: bool = False) -> jax.Array:
+    """pred aligned to target by `fit_scale_shift` over the mask: (B, H, W) float32.
+    nonnegative: clamp the scale at 0, so that an anti-correlated prediction becomes a
+    constant (the fitted shift is then unused) instead of being flipped."""
+    scale, shift = fit_scale_shift(pred, target, mask)
+    if nonnegative:
+        scale = jnp.maximum(scale, 0.0)
+    return apply_scale_shift(pred, scale, shift)
 
 
 def normalize_target(target: jax.Array, mask: jax.Array) -> jax.Array:
@@ -67,10 +91,9 @@ def normalize_target(target: jax.Array, mask: jax.Array) -> jax.Array:
     """
     mask = jnp.asarray(mask, bool)
     target = jnp.where(mask, jnp.asarray(target, jnp.float32), 0.0)
-    count = jnp.sum(mask, axis=(1, 2)).astype(jnp.float32)
-    mean = _refined_mean(target, mask, count)[:, None, None]
+    mean = _refined_mean(target, mask)[:, None, None]
     centred = jnp.where(mask, target - mean, 0.0)
-    deviation = _masked_mean(jnp.abs(centred), mask, count)[:, None, None]
+    deviation = _mean(jnp.abs(centred), mask)[:, None, None]
     ok = deviation > 1e-6 * (jnp.abs(mean) + deviation) + _TINY
     return jnp.where(ok, centred / jnp.where(ok, deviation, 1.0), 0.0)
 
@@ -79,8 +102,7 @@ def _aligned_residual(pred, target, mask):
     """s pred + t - normalised target, with (s, t) fitted per image; 0 outside the mask."""
     mask = jnp.asarray(mask, bool)
     target_n = normalize_target(target, mask)
-    scale, shift = fit_scale_shift(pred, target_n, mask)
-    aligned = scale[:, None, None] * jnp.asarray(pred, jnp.float32) + shift[:, None, None]
+    aligned = align_scale_shift(pred, target_n, mask)
     return jnp.where(mask, aligned - target_n, 0.0), mask
 
 
@@ -95,9 +117,7 @@ def scale_shift_invariant_loss(pred: jax.Array, target: jax.Array, mask: jax.Arr
     """
     _check_dense(pred, target, mask)
     residual, mask = _aligned_residual(pred, target, mask)
-    count = jnp.sum(mask, axis=(1, 2)).astype(jnp.float32)
-    per_image = jnp.where(count > 0, _masked_mean(jnp.abs(residual), mask, count), 0.0)
-    return jnp.mean(per_image)
+    return jnp.mean(_mean(jnp.abs(residual), mask))
 
 
 @functools.partial(jax.jit, static_argnames=("scales",))

@@ -15,10 +15,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from depthsense_jax.models.conv import conv_for
+from depthsense_jax.models.preprocessing import check_images, normalize_imagenet
 from depthsense_jax.models.resnet import ResNet
 
 _DECODER_INIT = nn.initializers.normal(stddev=0.01)
+STRIDE = 32  # C5 is at 1/32 of the input
 
 
 def _align_corners_weights(size_in, size_out) -> jax.Array:
@@ -89,11 +90,10 @@ def _upsample_bwd(factor, x, cotangent):
 upsample_align_corners.defvjp(_upsample_fwd, _upsample_bwd)
 
 
-def _conv3x3(features: int, name: str, dtype: Any, conv_impl: str = "auto") -> nn.Conv:
+def _conv3x3(features: int, name: str, dtype: Any) -> nn.Conv:
     return nn.Conv(
         features, (3, 3), padding=((1, 1), (1, 1)), use_bias=True, dtype=dtype,
         param_dtype=jnp.float32, kernel_init=_DECODER_INIT, name=name,
-        conv_general_dilated=conv_for(conv_impl),
     )
 
 
@@ -103,18 +103,16 @@ class FTB(nn.Module):
 
     features: int
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        h = nn.relu(_conv3x3(self.features, "conv1", self.dtype, self.conv_impl)(x))
-        branch = _conv3x3(self.features, "branch_conv1", self.dtype, self.conv_impl)(h)
+        h = nn.relu(_conv3x3(self.features, "conv1", self.dtype)(x))
+        branch = _conv3x3(self.features, "branch_conv1", self.dtype)(h)
         branch = nn.BatchNorm(
             use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
             param_dtype=jnp.float32, name="branch_bn",
         )(branch)
-        branch = _conv3x3(self.features, "branch_conv2", self.dtype,
-                          self.conv_impl)(nn.relu(branch))
+        branch = _conv3x3(self.features, "branch_conv2", self.dtype)(nn.relu(branch))
         return nn.relu(h + branch)
 
 
@@ -123,12 +121,11 @@ class FFM(nn.Module):
 
     features: int
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, low: jax.Array, high: jax.Array, train: bool) -> jax.Array:
-        x = FTB(self.features, self.dtype, self.conv_impl, name="ftb1")(low, train) + high
-        x = FTB(self.features, self.dtype, self.conv_impl, name="ftb2")(x, train)
+        x = FTB(self.features, self.dtype, name="ftb1")(low, train) + high
+        x = FTB(self.features, self.dtype, name="ftb2")(x, train)
         return upsample_align_corners(x)
 
 
@@ -137,16 +134,15 @@ class AdaptiveOutput(nn.Module):
 
     features: int
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-        x = _conv3x3(self.features // 2, "conv1", self.dtype, self.conv_impl)(x)
+        x = _conv3x3(self.features // 2, "conv1", self.dtype)(x)
         x = nn.BatchNorm(
             use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
             param_dtype=jnp.float32, name="bn",
         )(x)
-        x = _conv3x3(1, "conv2", self.dtype, self.conv_impl)(nn.relu(x))
+        x = _conv3x3(1, "conv2", self.dtype)(nn.relu(x))
         return upsample_align_corners(x)
 
 
@@ -156,19 +152,17 @@ class FusionDecoder(nn.Module):
     features: int = 256
     top_features: int = 512
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, feats: tuple[jax.Array, ...], train: bool) -> jax.Array:
         c2, c3, c4, c5 = feats
-        x = FTB(self.top_features, self.dtype, self.conv_impl, name="top_ftb")(c5, train)
-        x = _conv3x3(self.features, "top_conv", self.dtype, self.conv_impl)(x)
+        x = FTB(self.top_features, self.dtype, name="top_ftb")(c5, train)
+        x = _conv3x3(self.features, "top_conv", self.dtype)(x)
         x = upsample_align_corners(x)
-        x = FFM(self.features, self.dtype, self.conv_impl, name="ffm4")(c4, x, train)
-        x = FFM(self.features, self.dtype, self.conv_impl, name="ffm3")(c3, x, train)
-        x = FFM(self.features, self.dtype, self.conv_impl, name="ffm2")(c2, x, train)
-        return AdaptiveOutput(self.features, self.dtype, self.conv_impl,
-                              name="output")(x, train)
+        x = FFM(self.features, self.dtype, name="ffm4")(c4, x, train)
+        x = FFM(self.features, self.dtype, name="ffm3")(c3, x, train)
+        x = FFM(self.features, self.dtype, name="ffm2")(c2, x, train)
+        return AdaptiveOutput(self.features, self.dtype, name="output")(x, train)
 
 
 class DepthNet(nn.Module):
@@ -178,8 +172,6 @@ class DepthNet(nn.Module):
     encoder_depth: 18, 34, 50, 101. width: the encoder's first-stage channels (64 =
     torchvision). fusion_channels: F of the decoder (256 in the paper); the top FTB has
     2F channels. dtype: compute dtype (bfloat16 on accelerators); params and output float32.
-    conv_impl: how convolutions' weight gradients are computed (`models.conv`: "auto",
-    "xla", "gemm"); the forward and the values are the same for all.
     Images are normalised with ImageNet mean/std inside the model.
     """
 
@@ -187,30 +179,16 @@ class DepthNet(nn.Module):
     width: int = 64
     fusion_channels: int = 256
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, images: jax.Array, train: bool = False,
                  encoder_train: bool | None = None) -> jax.Array:
         """encoder_train: the encoder's BatchNorm mode when it differs from `train` (False
         keeps a frozen encoder's statistics while the decoder trains)."""
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"`images` must have shape (B, H, W, 3), got {images.shape}")
-        h, w = images.shape[1:3]
-        if h % 32 or w % 32 or h == 0 or w == 0:
-            raise ValueError(
-                f"`images` height and width must be positive multiples of 32, got {h}x{w} "
-                f"(shape {images.shape}); resize or pad to e.g. {max(32, -(-h // 32) * 32)}x"
-                f"{max(32, -(-w // 32) * 32)}"
-            )
-        mean = jnp.asarray([0.485, 0.456, 0.406], jnp.float32)
-        std = jnp.asarray([0.229, 0.224, 0.225], jnp.float32)
-        x = (jnp.asarray(images, jnp.float32) - mean) / std
-        feats = ResNet(self.encoder_depth, self.width, self.dtype, self.conv_impl,
-                       name="encoder")(
-            x, train if encoder_train is None else encoder_train)
+        check_images(images, STRIDE)
+        feats = ResNet(self.encoder_depth, self.width, self.dtype, name="encoder")(
+            normalize_imagenet(images), train if encoder_train is None else encoder_train)
         out = FusionDecoder(
-            self.fusion_channels, 2 * self.fusion_channels, self.dtype, self.conv_impl,
-            name="decoder",
+            self.fusion_channels, 2 * self.fusion_channels, self.dtype, name="decoder",
         )(feats, train)
         return out[..., 0].astype(jnp.float32)

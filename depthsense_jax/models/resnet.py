@@ -14,8 +14,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from depthsense_jax.models.conv import conv_for
-
 # depth -> (block kind, blocks per stage)
 STAGES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -33,14 +31,12 @@ def stage_channels(depth: int, width: int = 64) -> tuple[int, int, int, int]:
     return tuple(width * 2**i * factor for i in range(4))
 
 
-def _conv(features: int, kernel: int, stride: int, name: str, dtype: Any,
-          conv_impl: str = "auto") -> nn.Conv:
+def _conv(features: int, kernel: int, stride: int, name: str, dtype: Any) -> nn.Conv:
     pad = kernel // 2
     return nn.Conv(
         features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
         use_bias=False, dtype=dtype, param_dtype=jnp.float32, name=name,
         kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
-        conv_general_dilated=conv_for(conv_impl),
     )
 
 
@@ -58,20 +54,18 @@ class BasicBlock(nn.Module):
     features: int
     stride: int = 1
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
         def norm(name: str) -> nn.BatchNorm:
             return _batch_norm(train, self.dtype, name)
 
-        y = _conv(self.features, 3, self.stride, "conv1", self.dtype, self.conv_impl)(x)
+        y = _conv(self.features, 3, self.stride, "conv1", self.dtype)(x)
         y = nn.relu(norm(name="bn1")(y))
-        y = _conv(self.features, 3, 1, "conv2", self.dtype, self.conv_impl)(y)
+        y = _conv(self.features, 3, 1, "conv2", self.dtype)(y)
         y = norm(name="bn2")(y)
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = _conv(self.features, 1, self.stride, "downsample_conv", self.dtype,
-                      self.conv_impl)(x)
+            x = _conv(self.features, 1, self.stride, "downsample_conv", self.dtype)(x)
             x = norm(name="downsample_bn")(x)
         return nn.relu(x + y)
 
@@ -82,7 +76,6 @@ class Bottleneck(nn.Module):
     features: int
     stride: int = 1
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -90,13 +83,13 @@ class Bottleneck(nn.Module):
             return _batch_norm(train, self.dtype, name)
 
         out = self.features * BOTTLENECK_EXPANSION
-        y = _conv(self.features, 1, 1, "conv1", self.dtype, self.conv_impl)(x)
+        y = _conv(self.features, 1, 1, "conv1", self.dtype)(x)
         y = nn.relu(norm(name="bn1")(y))
-        y = _conv(self.features, 3, self.stride, "conv2", self.dtype, self.conv_impl)(y)
+        y = _conv(self.features, 3, self.stride, "conv2", self.dtype)(y)
         y = nn.relu(norm(name="bn2")(y))
-        y = norm(name="bn3")(_conv(out, 1, 1, "conv3", self.dtype, self.conv_impl)(y))
+        y = norm(name="bn3")(_conv(out, 1, 1, "conv3", self.dtype)(y))
         if self.stride != 1 or x.shape[-1] != out:
-            x = _conv(out, 1, self.stride, "downsample_conv", self.dtype, self.conv_impl)(x)
+            x = _conv(out, 1, self.stride, "downsample_conv", self.dtype)(x)
             x = norm(name="downsample_bn")(x)
         return nn.relu(x + y)
 
@@ -111,7 +104,6 @@ class ResNet(nn.Module):
     depth: int = 50
     width: int = 64
     dtype: Any = jnp.float32
-    conv_impl: str = "auto"  # the weight gradient's formulation: models.conv
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> tuple[jax.Array, ...]:
@@ -120,7 +112,7 @@ class ResNet(nn.Module):
         kind, blocks = STAGES[self.depth]
         block_cls = BasicBlock if kind == "basic" else Bottleneck
         x = jnp.asarray(x, self.dtype)
-        x = _conv(self.width, 7, 2, "conv1", self.dtype, self.conv_impl)(x)
+        x = _conv(self.width, 7, 2, "conv1", self.dtype)(x)
         x = _batch_norm(train, self.dtype, "bn1")(x)
         x = nn.relu(x)
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -129,7 +121,7 @@ class ResNet(nn.Module):
             for index in range(count):
                 stride = 2 if stage > 0 and index == 0 else 1
                 x = block_cls(
-                    self.width * 2**stage, stride, self.dtype, self.conv_impl,
+                    self.width * 2**stage, stride, self.dtype,
                     name=f"layer{stage + 1}_{index}",
                 )(x, train)
             features.append(x)

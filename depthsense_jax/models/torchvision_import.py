@@ -4,9 +4,10 @@ Sources: a `.pth`/`.pt` checkpoint (needs torch), or `.safetensors` / `.npz` hol
 key names (`conv1.weight`, `layer1.0.bn1.running_mean`, ...). The classifier (`fc.*`) and
 `num_batches_tracked` counters are not used. Every other key must land on an encoder
 variable of the same shape, and every encoder variable must be filled; otherwise a
-ValueError lists what does not fit. `convert_file` turns such a file into the encoder's own
-variables as `.msgpack` (no torch needed to read it), which `load_encoder_weights` (and so
-`model.pretrained`) loads as well. Every path may be a local file or a URL (gs://...).
+ValueError lists what does not fit. This is the DepthNet family's `encoder_weights`
+(`model.pretrained`); `depthsense convert-weights` writes the encoder's own variables as
+`.msgpack` (no torch needed to read it), which `read_encoder` loads as well. Every path may
+be a local file or a URL (gs://...).
 """
 
 from __future__ import annotations
@@ -190,39 +191,23 @@ def _as_float32(tree: Mapping) -> dict:
             for k, v in tree.items()}
 
 
-def load_encoder_weights(path: str, variables: Mapping) -> dict:
-    """Return a copy of DepthNet `variables` with the encoder replaced by the weights in
-    `path`: a torchvision ResNet state dict (.pth, .pt, .safetensors, .npz) or the encoder
-    .msgpack that `convert_file` writes."""
-    encoder = {
-        "params": variables["params"]["encoder"],
-        "batch_stats": variables.get("batch_stats", {}).get("encoder", {}),
-    }
-    if str(path).lower().endswith(".msgpack"):
-        _require(path)
-        converted = _read_encoder_msgpack(path, encoder)
-    else:
-        converted = convert_state_dict(load_state_dict(path), encoder)
-    out = {k: dict(v) for k, v in variables.items()}
-    out["params"]["encoder"] = converted["params"]
-    out.setdefault("batch_stats", {})["encoder"] = converted["batch_stats"]
-    return out
-
-
-def convert_file(src: str, out: str, depth: int = 50, width: int = 64) -> int:
-    """Convert a torchvision ResNet state dict file into the encoder variables of
-    `ResNet(depth, width)` and write them to `out` (.msgpack; a local file or a URL),
-    loadable as `model.pretrained`. Returns the number of encoder parameters."""
+def encoder_shapes(depth: int, width: int) -> dict:
+    """The variables of `ResNet(depth, width)` as ShapeDtypeStructs (nothing computed)."""
     import jax
     import jax.numpy as jnp
-    from flax import serialization
 
     from depthsense_jax.models.resnet import ResNet
 
-    if not str(out).lower().endswith(".msgpack"):
-        raise ValueError(f"output {out!r}: write a .msgpack (what model.pretrained loads)")
-    shapes = jax.eval_shape(lambda: ResNet(depth=depth, width=width).init(
-        jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3))))
-    converted = convert_state_dict(load_state_dict(src), shapes)
-    storage.write_bytes(out, serialization.msgpack_serialize(converted))
-    return sum(int(np.size(x)) for x in _flatten(converted["params"]).values())
+    return jax.eval_shape(lambda: dict(ResNet(depth=depth, width=width).init(
+        jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 3)))))
+
+
+def read_encoder(path: str, encoder_variables: Mapping) -> dict:
+    """The encoder variables {"params", "batch_stats"} in `path`, checked against
+    `encoder_variables` (the encoder's own, or their shapes): a torchvision ResNet state
+    dict (.pth, .pt, .safetensors, .npz) or the .msgpack `depthsense convert-weights`
+    writes."""
+    if str(path).lower().endswith(".msgpack"):
+        _require(path)
+        return _read_encoder_msgpack(path, encoder_variables)
+    return convert_state_dict(load_state_dict(path), encoder_variables)

@@ -1,5 +1,7 @@
 """Orbax checkpoints of a training workdir: the last K TrainStates, the best one by
-validation WHDR, restoring with a fallback past a damaged checkpoint."""
+validation WHDR, and resuming a run with a fallback past a damaged checkpoint. Reading a
+checkpoint's params alone (evaluation, prediction, export, init.from) is
+`params_io.restore_params`: no optimizer is built for it."""
 
 from __future__ import annotations
 
@@ -70,18 +72,3 @@ def _move_aside(manager: ocp.CheckpointManager, steps: list[int],
         storage.move_tree(folder, folder + ".unreadable")
         log(f"moved the unreadable checkpoint {bad} to {folder}.unreadable")
     manager.reload()
-
-
-def restore_named(workdir: str, config, train_state, checkpoint: str = "latest",
-                  log: Callable[[str], None] = print):
-    """(state, step) of a workdir's checkpoint: "latest", "best" (lowest validation WHDR) or
-    a step number (from checkpoints/ or best/)."""
-    folder, candidates = workdir_lib.resolve_checkpoint(workdir, checkpoint)
-    latest, best = managers(workdir, config.checkpoint.keep)
-    try:
-        manager = best if folder == str(best.directory) else latest
-        step = None if checkpoint in ("latest", "best") else candidates[0]
-        return restore(manager, train_state, log, workdir, step=step)
-    finally:
-        latest.close()
-        best.close()

@@ -20,7 +20,8 @@ from depthsense_jax import storage, viz
 from depthsense_jax import workdir as workdir_lib
 from depthsense_jax.data import pipeline
 from depthsense_jax.errors import RunError
-from depthsense_jax.train import checkpoints, evaluate, sharding, steps, writers
+from depthsense_jax.models import registry
+from depthsense_jax.train import checkpoints, sharding, steps, validation, writers
 from depthsense_jax.train import state as state_lib
 
 
@@ -64,10 +65,10 @@ def train_and_evaluate(
     train_state = jax.device_put(train_state, sharding.replicated(mesh))
 
     train_step = steps.make_train_step(
-        model, config.loss.weights, config.loss.options, mesh,
-        freeze_encoder=state_lib.encoder_frozen(config.optimizer))
-    eval_step = steps.make_eval_step(model, config.loss.weights, config.loss.options, mesh,
-                                     num_pairs=config.eval.num_pairs)
+        model, registry.family_of(config.model), config.loss.weights, config.loss.options,
+        mesh, freeze_encoder=state_lib.encoder_frozen(config.optimizer))
+    val_eval = validation.split_evaluator(config, model, mesh, "validation")
+    train_eval = validation.split_evaluator(config, model, mesh, "train")
     data = iter(pipeline.make_dataset(config, "train", process_index=jax.process_index(),
                                       process_count=jax.process_count(), start_step=start_step))
     key = jax.random.PRNGKey(config.seed)
@@ -83,7 +84,7 @@ def train_and_evaluate(
     source = config.get("init", {}).get("from", "")
     if source and start_step == 0:
         # Where fine-tuning starts: the trained model's score on this data.
-        before = evaluate.evaluate(config, eval_step, train_state, mesh, "validation")
+        before = val_eval.run(steps.variables_of(train_state)).means
         bar.write(f"before training, the model of init.from {source}: validation WHDR "
                   f"{100 * before['whdr']:.2f}%, AbsRel {before['abs_rel']:.4f}")
         metrics_log.write({"step": 0, "split": "validation", **before})
@@ -120,20 +121,22 @@ def train_and_evaluate(
                 break
             if done % steps_per_epoch == 0 or done == total_steps:
                 epoch = -(-done // steps_per_epoch)
-                val = evaluate.evaluate(config, eval_step, train_state, mesh, "validation")
-                train_eval = evaluate.evaluate(config, eval_step, train_state, mesh, "train",
-                                               max_batches=config.eval.train_batches)
-                bar.write(evaluate.format_table(epoch, train_eval, val))
+                variables = steps.variables_of(train_state)
+                val = val_eval.run(variables).means
+                on_train = train_eval.run(variables,
+                                          max_batches=config.eval.train_batches).means
+                bar.write(validation.format_table(epoch, on_train, val))
                 metrics_log.write({"step": done, "split": "validation", **val})
-                metrics_log.write({"step": done, "split": "train_eval", **train_eval})
+                metrics_log.write({"step": done, "split": "train_eval", **on_train})
                 board.scalars(done, val, "validation")
-                board.scalars(done, train_eval, "train_eval")
+                board.scalars(done, on_train, "train_eval")
                 checkpoints.save(best, done, train_state, metrics={"whdr": val["whdr"]})
                 tick = time.perf_counter()  # evaluation time is not training speed
         else:
             picture_path = workdir_lib.path(workdir, workdir_lib.PICTURE)
             if total_steps > start_step or not storage.exists(picture_path):
-                picture = evaluate.prediction_picture(config, model, train_state, mesh)
+                picture = validation.prediction_picture(config, model,
+                                                        steps.variables_of(train_state), mesh)
                 if chief:
                     viz.write_rgb(picture_path, picture)
                     board.image(total_steps, "predictions", picture)

@@ -3,6 +3,7 @@ learning-rate schedule."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -11,11 +12,12 @@ import optax
 from flax.training import train_state
 
 from depthsense_jax import params_io
-from depthsense_jax.models import create_variables
+from depthsense_jax.models import registry
 
 
 class TrainState(train_state.TrainState):
-    """flax's TrainState plus the model's BatchNorm running statistics."""
+    """flax's TrainState plus the model's BatchNorm running statistics ({} for a family
+    without them)."""
 
     batch_stats: Any = None
 
@@ -61,25 +63,29 @@ def encoder_frozen(opt: ml_collections.ConfigDict) -> bool:
 
 
 def make_optimizer(
-    opt: ml_collections.ConfigDict, total_steps: int
+    opt: ml_collections.ConfigDict, total_steps: int, encoder: Sequence[str] = ()
 ) -> optax.GradientTransformation:
     """AdamW (or SGD with Nesterov momentum) on `make_schedule`, global-norm clipping and
     optional gradient accumulation (`opt.accumulate` > 1 micro-batches per update).
 
-    `opt.encoder_lr_multiplier` scales the encoder's learning rate (optax.multi_transform
-    over the params' top level, "encoder" against the rest); 0 freezes it (no update, no
-    weight decay)."""
+    `opt.encoder_lr_multiplier` scales the learning rate of the params' top-level entries
+    named in `encoder` (the model family's encoder; optax.multi_transform, those against
+    the rest); 0 freezes them (no update, no weight decay)."""
     schedule = make_schedule(opt, total_steps)
     multiplier = opt.get("encoder_lr_multiplier", 1.0)
     if not 0 <= multiplier:
         raise ValueError(f"config.optimizer.encoder_lr_multiplier must be >= 0, got {multiplier}")
     base = _base_optimizer(opt, schedule)
     if multiplier != 1:
-        encoder = (optax.set_to_zero() if multiplier == 0 else
-                   _base_optimizer(opt, lambda count: multiplier * schedule(count)))
+        if not encoder:
+            raise ValueError("config.optimizer.encoder_lr_multiplier is set, but this model "
+                             "family names no encoder")
+        encoder_tx = (optax.set_to_zero() if multiplier == 0 else
+                      _base_optimizer(opt, lambda count: multiplier * schedule(count)))
+        names = frozenset(encoder)
         base = optax.multi_transform(
-            {"encoder": encoder, "rest": base},
-            lambda params: {k: "encoder" if k == "encoder" else "rest" for k in params})
+            {"encoder": encoder_tx, "rest": base},
+            lambda params: {k: "encoder" if k in names else "rest" for k in params})
     tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), base)
     if opt.accumulate > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=opt.accumulate)
@@ -93,15 +99,27 @@ def create_train_state(model, variables: dict, tx: optax.GradientTransformation)
     )
 
 
-def build_state(config: ml_collections.ConfigDict, total_steps: int):
-    """(model, freshly initialised TrainState on the host) for `config`: variables from
-    `config.seed` (with `model.pretrained` in the encoder), or all of them from
-    `config.init.from` (a trained model), and the optimizer for a run of `total_steps`
-    steps."""
-    model, variables = create_variables(config.model, jax.random.PRNGKey(config.seed))
+def initial_variables(config: ml_collections.ConfigDict) -> tuple[Any, dict]:
+    """(module, variables) a run starts from: initialised from `config.seed` (with
+    `model.pretrained` in the encoder), or all of them from `config.init.from` (a trained
+    model: anything `params_io.load` reads)."""
+    model, variables = registry.create_variables(config.model, jax.random.PRNGKey(config.seed))
+    if config.model.get("pretrained"):
+        encoder = params_io.encoder_weights(config.model.pretrained, config.model)
+        variables = jax.tree.map(jax.numpy.asarray,
+                                 params_io.with_encoder(variables, encoder, config.model))
     init = config.get("init")
     if init is not None and init.get("from"):
         variables = params_io.load_variables(init["from"], config.model,
                                              init.get("checkpoint", "latest"))
-    tx = make_optimizer(config.optimizer, total_steps)
+    return model, variables
+
+
+def build_state(config: ml_collections.ConfigDict, total_steps: int):
+    """(model, freshly initialised TrainState on the host) for `config`: `initial_variables`
+    and the optimizer for a run of `total_steps` steps (what resuming a run restores
+    into)."""
+    model, variables = initial_variables(config)
+    tx = make_optimizer(config.optimizer, total_steps,
+                        registry.family_of(config.model).encoder)
     return model, create_train_state(model, variables, tx)

@@ -15,15 +15,17 @@ import ml_collections
 import optax
 
 from depthsense_jax import losses, metrics, sampling
-from depthsense_jax.models import infer
+from depthsense_jax.models import registry
 from depthsense_jax.train.sharding import batch_sharding, check_batch_size, replicated
 from depthsense_jax.train.state import TrainState
 
 
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     """Config errors that must stop a run before anything is compiled."""
-    if config.image_size % 32:
-        raise ValueError(f"config.image_size must be a multiple of 32, got {config.image_size}")
+    stride = registry.family_of(config.model).stride
+    if config.image_size < stride or config.image_size % stride:
+        raise ValueError(f"config.image_size must be a positive multiple of the model's stride "
+                         f"{stride}, got {config.image_size}")
     check_batch_size(config.batch_size, num_devices)
     unknown = sorted(set(config.loss.weights) - set(losses.LOSS_NAMES))
     if unknown:
@@ -37,8 +39,16 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
                          f"{config.optimizer.accumulate}")
 
 
+def variables_of(state: TrainState) -> dict:
+    """The model's variables in a TrainState: params, and batch_stats where it has them."""
+    if state.batch_stats:
+        return {"params": state.params, "batch_stats": state.batch_stats}
+    return {"params": state.params}
+
+
 def make_train_step(
     model,
+    family: registry.ModelFamily,
     weights: Mapping[str, float],
     options: Mapping | None,
     mesh,
@@ -54,6 +64,7 @@ def make_train_step(
     debug_sharding: if given, called (via jax.debug.inspect_array_sharding) with the sharding
     of the image batch inside the step. freeze_encoder: run the encoder's BatchNorm in eval
     mode (its statistics stay; the optimizer leaves its weights, see make_optimizer).
+    model, family: the module and its `ModelFamily` (how it is applied in training).
     """
     weights = dict(weights)
     options = dict(options or {})
@@ -64,12 +75,11 @@ def make_train_step(
         step_key = jax.random.fold_in(key, state.step)
 
         def loss_fn(params):
-            pred, updates = model.apply(
-                {"params": params, "batch_stats": state.batch_stats}, batch["image"],
-                train=True, encoder_train=not freeze_encoder, mutable=["batch_stats"],
-            )
+            pred, batch_stats = registry.apply_train(
+                family, model, variables_of(state.replace(params=params)), batch["image"],
+                freeze_encoder)
             total, parts = losses.combined_loss(step_key, pred, batch, weights, options)
-            return total, (parts, updates["batch_stats"])
+            return total, (parts, batch_stats)
 
         (total, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params
@@ -86,12 +96,6 @@ def make_train_step(
 EVAL_METRICS = ("loss", "whdr", "ssim", "mse", "abs_rel", "delta1")
 
 
-def _image_keys(key: jax.Array, batch_size: int) -> jax.Array:
-    """fold_in(key, i) for each row i: an image's randomness does not depend on the other
-    rows of its batch, nor on the batch size (padding rows included)."""
-    return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(batch_size))
-
-
 def per_image_loss(key: jax.Array, pred: jax.Array, batch: Mapping[str, jax.Array],
                    weights: Mapping[str, float], options: Mapping | None) -> jax.Array:
     """The combined loss of each image on its own: (B,) float32 (image i samples its pairs
@@ -101,21 +105,13 @@ def per_image_loss(key: jax.Array, pred: jax.Array, batch: Mapping[str, jax.Arra
         total, _ = losses.combined_loss(image_key, p[None], image_batch, weights, options)
         return total
 
-    return jax.vmap(one)(_image_keys(key, pred.shape[0]), pred, dict(batch))
+    return jax.vmap(one)(sampling.image_keys(key, pred.shape[0]), pred, dict(batch))
 
 
-def per_image_pairs(key: jax.Array, mask: jax.Array, num_pairs: int) -> sampling.Pairs:
-    """`num_pairs` random pairs per image over its mask, image i from fold_in(key, i)."""
-    def one(image_key, m):
-        pairs = sampling.random_pairs(image_key, m[None], num_pairs)
-        return jax.tree.map(lambda x: x[0], pairs)
-
-    return jax.vmap(one)(_image_keys(key, mask.shape[0]), mask)
-
-
-def make_eval_step(model, weights: Mapping[str, float], options: Mapping | None, mesh,
-                   num_pairs: int = 3000, sigma: float = 0.02):
-    """jit(step)(state, batch, key) -> {"metrics": {name: (B,)}, "weights": {name: (B,)}}.
+def validation_scores(key: jax.Array, pred: jax.Array, batch: Mapping[str, jax.Array],
+                      weights: Mapping[str, float], options: Mapping | None,
+                      num_pairs: int = 3000, sigma: float = 0.02) -> dict:
+    """{"metrics": {name: (B,)}, "weights": {name: (B,)}} of predictions against a batch.
 
     Metrics (EVAL_METRICS), per image: loss (the combined loss of the image alone), whdr (on
     `num_pairs` random pairs per image, prediction aligned by `metrics.whdr`), and, after
@@ -125,30 +121,44 @@ def make_eval_step(model, weights: Mapping[str, float], options: Mapping | None,
     drop out and weighted sums over batches give exact means. Image i draws its random
     pairs from fold_in(key, i): its metrics do not depend on the rest of its batch.
     """
+    depth, mask = batch["depth"], batch["mask"]
+    pairs = sampling.per_image_pairs(key, mask, num_pairs)
+    aligned = metrics.align_scale_shift(pred, depth, mask)
+    errors = metrics.aligned_errors(pred, depth, mask)
+    measurable = (jnp.sum(mask, axis=(1, 2)) >= 2).astype(jnp.float32)
+    values = {
+        "loss": per_image_loss(key, pred, batch, weights, options),
+        "whdr": metrics.whdr(pred, depth, pairs, sigma=sigma, mask=mask),
+        "ssim": metrics.ssim(jnp.clip(aligned, 0.0, 1.0), depth, mask=mask),
+        "mse": metrics.mse(aligned, depth, mask),
+        "abs_rel": errors["abs_rel"],
+        "delta1": errors["delta1"],
+    }
+    image_weights = {name: measurable for name in EVAL_METRICS}
+    image_weights["whdr"] = measurable * (metrics.counted_pairs(pairs, mask) > 0)
+    return {"metrics": values, "weights": image_weights}
+
+
+def make_predict_fn(model, mesh):
+    """jit(fn)(variables, images (B, S, S, 3)) -> (B, S, S) float32 in eval mode, the
+    images sharded over the mesh's data axis and the variables replicated."""
+    def predict(variables, images):
+        return registry.infer(model, variables, images)
+
+    return jax.jit(predict, in_shardings=(replicated(mesh), batch_sharding(mesh)),
+                   out_shardings=batch_sharding(mesh))
+
+
+def make_score_fn(weights: Mapping[str, float], options: Mapping | None, mesh,
+                  num_pairs: int = 3000, sigma: float = 0.02):
+    """jit(fn)(key, pred, batch) -> `validation_scores`, replicated: every host gets the
+    whole global batch's scores ((B,) small), which a multi-host evaluation needs to sum
+    them without a gather."""
     weights = dict(weights)
     options = dict(options or {})
 
-    def step(state: TrainState, batch: dict, key: jax.Array):
-        pred = infer(model, {"params": state.params, "batch_stats": state.batch_stats},
-                     batch["image"])
-        depth, mask = batch["depth"], batch["mask"]
-        pairs = per_image_pairs(key, mask, num_pairs)
-        aligned = metrics.align_scale_shift(pred, depth, mask)
-        errors = metrics.aligned_errors(pred, depth, mask)
-        measurable = (jnp.sum(mask, axis=(1, 2)) >= 2).astype(jnp.float32)
-        values = {
-            "loss": per_image_loss(key, pred, batch, weights, options),
-            "whdr": metrics.whdr(pred, depth, pairs, sigma=sigma, mask=mask),
-            "ssim": metrics.ssim(jnp.clip(aligned, 0.0, 1.0), depth, mask=mask),
-            "mse": metrics.mse(aligned, depth, mask),
-            "abs_rel": errors["abs_rel"],
-            "delta1": errors["delta1"],
-        }
-        image_weights = {name: measurable for name in EVAL_METRICS}
-        image_weights["whdr"] = measurable * (metrics.counted_pairs(pairs, mask) > 0)
-        return {"metrics": values, "weights": image_weights}
+    def score(key, pred, batch):
+        return validation_scores(key, pred, batch, weights, options, num_pairs, sigma)
 
-    # Replicated out: every host gets the whole global batch's metrics (they are (B,) small),
-    # which a multi-host evaluation needs to sum them without a gather.
     rep, data = replicated(mesh), batch_sharding(mesh)
-    return jax.jit(step, in_shardings=(rep, data, rep), out_shardings=rep)
+    return jax.jit(score, in_shardings=(rep, data, data), out_shardings=rep)

@@ -12,7 +12,7 @@ Two datasets: config ``160`` (and ``tiny``) draws the first layout (`scenes.rand
 things on a ground, maybe walls); config ``v2`` (and ``v2_tiny``) draws the scene families of
 `worlds` (objects, indoor rooms, terrain, streets, close-ups).
 
-Output (see `render_scene`), following the project conventions (docs: DESIGN.md, Conventions):
+Output (see `render_scene`), following the conventions of docs/architecture.md:
 ``image`` (H, W, 3) uint8 RGB; ``depth`` (H, W) float32 **relative inverse depth**
 ``(1 / z) / max(1 / z)`` over the valid pixels, so the nearest pixel of each image is exactly
 1.0, every valid pixel lies in (0, 1], larger = nearer, and invalid (sky) pixels are 0;

@@ -38,6 +38,29 @@ class SyntheticScenesConfig(tfds.core.BuilderConfig):
     families: tuple[str, ...] = ()
 
 
+FAMILY_SET = "families-"  # config names "families-F1-F2[-N]": see family_set_config
+
+
+def family_set_config(name: str) -> SyntheticScenesConfig:
+    """The config of a set of scene families named "families-F1-F2...[-N]": the families
+    F1, F2, ... of `worlds.FAMILIES` at 160x160, N train scenes (default 4,000) and N / 10
+    validation scenes. `config.data.name = "synthetic_scenes/families-objects-street-2000"`
+    trains on them (e.g. an ablation of the families), built on first use as every
+    synthetic config is."""
+    parts = name.removeprefix(FAMILY_SET).split("-")
+    num_train = int(parts.pop()) if parts and parts[-1].isdigit() else 4000
+    unknown = sorted(set(parts) - set(FAMILIES))
+    if not name.startswith(FAMILY_SET) or not parts or unknown or num_train < 10:
+        raise ValueError(f"synthetic_scenes/{name}: a family set is named "
+                         f"{FAMILY_SET}F1-F2...[-N] with families from {', '.join(FAMILIES)} "
+                         "and N >= 10 train scenes"
+                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return SyntheticScenesConfig(
+        name=name, description=f"{num_train:,} train / {num_train // 10:,} validation, "
+        f"160x160, of the families {', '.join(parts)}.", num_train=num_train,
+        num_validation=num_train // 10, families=tuple(parts))
+
+
 class SyntheticScenes(tfds.core.GeneratorBasedBuilder):
     """Procedural 3-D scenes with exact relative inverse depth (`render_scene`).
 

@@ -1,6 +1,7 @@
-"""DepthNet in plain PyTorch: the reference for the Flax model's tests and for `depthsense
-bench model --compare` (the one PyTorch copy of the architecture; torchvision is not a
-dependency).
+"""DepthNet in plain PyTorch: the DepthNet family's `torch_peer`, timed by `depthsense speed
+model --compare` and the reference of the Flax model's tests (the one PyTorch copy of the
+architecture; torchvision is not a dependency). It imports torch (the [compare] extra): only
+those paths import this module.
 
 Encoder (`TorchResNet`): module and state-dict names follow torchvision's `resnet.py`:
 `conv1`, `bn1`, `maxpool`, `layer1..layer4` of `BasicBlock` (ResNet-18/34) or `Bottleneck`
@@ -20,6 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from depthsense_jax.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 BLOCKS = {
     18: ("basic", (2, 2, 2, 2)),
@@ -236,8 +239,8 @@ class TorchDepthNet(nn.Module):
         expansion = 1 if BLOCKS[encoder_depth][0] == "basic" else Bottleneck.expansion
         channels = tuple(width * 2**i * expansion for i in range(4))
         self.decoder = TorchFusionDecoder(channels, fusion_channels)
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         feats = self.encoder.forward_features((images - self.mean) / self.std)

@@ -1,4 +1,4 @@
-"""What every benchmark shares: timing medians, compile timing, FLOPs from the lowered HLO,
+"""What every speed benchmark shares: timing medians, compile timing, FLOPs from the lowered HLO,
 model FLOP utilisation, machine facts and the JSON record."""
 
 from __future__ import annotations

@@ -1,21 +1,27 @@
-"""Default configuration: every field documented. Other configs start from this one."""
+"""The base configuration, every field documented: the seed's model (ResNet-50 feature
+fusion at 384 px). The other configs start from this one; the default of `depthsense train`
+is configs/synthetic.py."""
+
+import dataclasses
 
 import ml_collections
+
+from depthsense_jax.losses import LossOptions
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
 
     config.model = ml_collections.ConfigDict()
+    # The model family (depthsense_jax.models.registry); the fields below are DepthNet's.
+    config.model.name = "depthnet"
     config.model.encoder_depth = 50  # ResNet depth: 18, 34, 50 or 101
     config.model.width = 64  # encoder first-stage channels (64 = torchvision)
     config.model.fusion_channels = 256  # decoder channels F (the paper's 256)
     config.model.dtype = "float32"  # compute dtype: "float32" or "bfloat16"
-    # How convolutions' weight gradients are computed (models/conv.py): "auto" (per-tap
-    # GEMMs on CPU where they measured faster, XLA's elsewhere), "xla" or "gemm".
-    config.model.conv_impl = "auto"
-    # Path of torchvision ResNet weights (.pth, .safetensors or .npz) loaded into the encoder
-    # before step 0, or "" for random initialisation.
+    # Pretrained encoder weights loaded before step 0 (what the family reads: for DepthNet,
+    # torchvision ResNet weights as .pth, .safetensors or .npz, or `convert-weights`'
+    # .msgpack), or "" for random initialisation.
     config.model.pretrained = ""
 
     config.loss = ml_collections.ConfigDict()
@@ -25,17 +31,10 @@ def get_config() -> ml_collections.ConfigDict:
         "ranking": 1.0, "edge_guided_ranking": 1.0, "ssim": 1.0, "smoothness": 0.1,
         "scale_shift": 0.0, "gradient_matching": 0.0,
     })
-    # Hyperparameters of the parts (depthsense_jax.losses.LossOptions), all listed:
-    config.loss.options = ml_collections.ConfigDict({
-        "num_pairs": 300,  # random pairs per image for "ranking" (the seed's 300)
-        "ranking_sigma": 0.02,  # ordinal "equal" threshold of the ranking loss
-        "alpha": 1.0,  # weight of the equal-pair term
-        "hard_fraction": 1.0,  # keep the hardest fraction of pairs (0.75 = Xian 2018)
-        "num_anchors": 100,  # edge anchors per image for "edge_guided_ranking"
-        "edge_sigma": 0.03,  # its ordinal threshold (Xian 2020)
-        "gradient_scales": 4,  # scales of "gradient_matching"
-        "ssim_padding": "zeros",  # "zeros" (pytorch-ssim, the seed), "reflect" or "valid"
-    })
+    # Hyperparameters of the parts, all listed with the library's defaults (documented in
+    # depthsense_jax.losses.LossOptions): num_pairs, ranking_sigma, alpha, hard_fraction,
+    # num_anchors, edge_sigma, gradient_scales, ssim_padding.
+    config.loss.options = ml_collections.ConfigDict(dataclasses.asdict(LossOptions()))
 
     config.data = ml_collections.ConfigDict()
     # TFDS name: "synthetic_scenes/v2" (the built-in scenes; "synthetic_scenes/160" is the
@@ -91,7 +90,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.num_pairs = 3000  # random pairs per image for validation WHDR
     config.eval.train_batches = 10  # batches of the train split scored for the table
 
-    config.image_size = 384  # training crop, pixels (a multiple of 32)
+    config.image_size = 384  # training crop, pixels (a multiple of the model's stride)
     config.batch_size = 8  # global batch
     config.seed = 0
     return config

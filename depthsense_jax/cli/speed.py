@@ -1,4 +1,4 @@
-"""`depthsense bench losses|model|train|input|render`."""
+"""`depthsense speed losses|model|train|input|render` (old name: `bench`)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,20 @@ from depthsense_jax.cli.common import (
     load_config,
     load_data_config,
     positive_int,
+    renamed,
 )
 
 
 def _write_json(args, result, **settings) -> None:
     if args.json:
-        from depthsense_jax.bench import timing
+        from depthsense_jax.speed import timing
 
         timing.write_json(args.json, result, command=command_line(args.argv), **settings)
         print(f"wrote {args.json}")
 
 
 def _losses(args: argparse.Namespace) -> int:
-    from depthsense_jax.bench import losses
+    from depthsense_jax.speed import losses
 
     results = losses.bench_losses(
         batch=args.batch, size=args.size, repeats=args.repeats, warmup=args.warmup,
@@ -37,7 +38,7 @@ def _losses(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from depthsense_jax.bench import model
+    from depthsense_jax.speed import model
 
     config = load_config(args)
     batch, size = args.batch or config.batch_size, args.size or config.image_size
@@ -50,7 +51,7 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from depthsense_jax.bench import train
+    from depthsense_jax.speed import train
 
     result = train.bench_train(load_config(args), args.config, num_steps=args.steps,
                                warmup=args.warmup)
@@ -61,7 +62,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _input(args: argparse.Namespace) -> int:
-    from depthsense_jax.bench import input as input_bench
+    from depthsense_jax.speed import input as input_bench
 
     config = load_data_config(args)
     if args.batch:
@@ -74,7 +75,7 @@ def _input(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from depthsense_jax.bench import input as input_bench
+    from depthsense_jax.speed import input as input_bench
 
     families = _families(args.scenes)
     rate = input_bench.bench_render(args.num, args.size, families)
@@ -96,8 +97,12 @@ def _families(scenes: str) -> tuple[str, ...]:
 
 
 def add(commands) -> None:
-    bench = commands.add_parser("bench", help="benchmarks of the jit-compiled pieces")
-    kinds = bench.add_subparsers(dest="bench_kind", metavar="WHAT", required=True)
+    speed = commands.add_parser(
+        "speed", aliases=["bench"],
+        help="how fast: the losses, the model, the training loop, the input pipeline",
+        description="Speed benchmarks of the jit-compiled pieces, in ms and images/s; "
+        "docs/benchmarks.md has the numbers measured so far." + renamed("bench"))
+    kinds = speed.add_subparsers(dest="speed_kind", metavar="WHAT", required=True)
 
     def json_option(parser):
         parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -124,18 +129,21 @@ def add(commands) -> None:
     losses.set_defaults(func=_losses)
 
     model = kinds.add_parser(
-        "model", parents=[config_parent("default")],
+        "model", parents=[config_parent("base")],
         help="inference and training-step speed of a config's model, in images/s",
-        description="Time DepthNet inference and the training step of `depthsense train` "
-        "(the config's combined loss, backward, optimizer update) on one device.")
+        description="Time the config's model (any family) in inference and in the training "
+        "step of `depthsense train` (the config's combined loss, backward, optimizer update) "
+        "on one device.")
     model.add_argument("--batch", type=positive_int, help="images (default: batch_size)")
     model.add_argument("--size", type=positive_int,
-                       help="height = width, a multiple of 32 (default: image_size)")
+                       help="height = width, a multiple of the model's stride (default: "
+                       "image_size)")
     model.add_argument("--repeats", type=positive_int, default=10,
                        help="timed runs; the median is reported (default 10)")
     model.add_argument("--warmup", type=positive_int, default=2, help="untimed runs (default 2)")
     model.add_argument("--compare", action="store_true",
-                       help="also time the same architecture in PyTorch (needs torch)")
+                       help="also time the same architecture in PyTorch (needs torch; for the "
+                       "model families that have a PyTorch peer)")
     json_option(model)
     model.set_defaults(func=_model)
 
@@ -153,10 +161,10 @@ def add(commands) -> None:
     train.set_defaults(func=_train)
 
     inputs = kinds.add_parser(
-        "input", parents=[config_parent("default"), data_parent(name_required=False)],
+        "input", parents=[config_parent("base"), data_parent(name_required=False)],
         help="batches/s of the training input pipeline",
         description="Time the training input pipeline (decode, augment, batch) of a dataset "
-        "(default: the config's). Compare with `depthsense bench model`: the pipeline "
+        "(default: the config's). Compare with `depthsense speed model`: the pipeline "
         "must outrun the step.")
     inputs.add_argument("--batch", type=positive_int, help="batch (default: batch_size)")
     inputs.add_argument("--batches", type=positive_int, default=50, help="timed batches")

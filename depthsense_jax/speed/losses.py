@@ -1,4 +1,4 @@
-"""`depthsense bench losses`: compile, forward and forward+backward time of every loss,
+"""`depthsense speed losses`: compile, forward and forward+backward time of every loss,
 optionally beside the PyTorch formulas people use (kornia, pytorch-ssim, plain PyTorch)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from depthsense_jax import losses, sampling
-from depthsense_jax.bench import reference, timing
+from depthsense_jax.speed import reference, timing
 
 ALL_PARTS = {name: 1.0 for name in losses.LOSS_NAMES}
 NAMES = (*losses.LOSS_NAMES, "combined")
@@ -109,7 +109,7 @@ def bench_losses(
     torch_refs = _torch_references(data, np.asarray(pred), num_pairs) if compare else {}
     results = []
     for name in names:
-        log(f"[bench] {name}: compiling ...")
+        log(f"[speed] {name}: compiling ...")
         fwd, t_fwd = timing.compile_timed(fns[name], pred, b)
         grad, t_grad = timing.compile_timed(jax.value_and_grad(fns[name]), pred, b)
         value = float(fwd(pred, b))
@@ -122,7 +122,7 @@ def bench_losses(
             forward_backward_ms=timing.time_call(grad, pred, b, repeats=repeats,
                                                  warmup=warmup),
         )
-        log(f"[bench] {name}: fwd {result.forward_ms:.1f} ms, fwd+bwd "
+        log(f"[speed] {name}: fwd {result.forward_ms:.1f} ms, fwd+bwd "
             f"{result.forward_backward_ms:.1f} ms")
         results.append(result)
     # PyTorch after all of ours: its OpenMP threads keep spinning for a while after each
@@ -130,7 +130,7 @@ def bench_losses(
     # measured 17.7 ms fwd+bwd that way, 4.0 ms alone).
     for result in results:
         for ref_name, ref_fwd, ref_grad in torch_refs.get(result.name, []):
-            log(f"[bench] {result.name}: timing {ref_name} ...")
+            log(f"[speed] {result.name}: timing {ref_name} ...")
             ref_grad_ms = timing.median_ms(ref_grad, repeats, warmup)
             result.references.append(Reference(
                 name=ref_name,
@@ -143,8 +143,8 @@ def bench_losses(
 
 def _torch_references(data: dict, pred: np.ndarray, num_pairs: int) -> dict:
     """name -> [(reference name, forward thunk, forward+backward thunk)], in PyTorch."""
-    refs = reference.load("torch_losses")
-    import torch
+    torch = reference.require_torch()
+    from depthsense_jax.speed import torch_losses as refs
 
     try:
         import kornia

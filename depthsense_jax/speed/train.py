@@ -1,4 +1,4 @@
-"""`depthsense bench train`: steady-state speed of the loop `depthsense train` runs (data
+"""`depthsense speed train`: steady-state speed of the loop `depthsense train` runs (data
 pipeline + sharded jitted step), and where a step's time goes."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from depthsense_jax.bench import timing
 from depthsense_jax.data import pipeline
+from depthsense_jax.models import registry
+from depthsense_jax.speed import timing
 from depthsense_jax.train import loop, sharding, steps
 from depthsense_jax.train import state as state_lib
 
@@ -68,12 +69,12 @@ def bench_train(
         config, total_steps=config.num_epochs * loop.steps_per_epoch_of(config))
     state = jax.device_put(state, sharding.replicated(mesh))
     train_step = steps.make_train_step(
-        model, config.loss.weights, config.loss.options, mesh,
+        model, registry.family_of(config.model), config.loss.weights, config.loss.options, mesh,
         freeze_encoder=state_lib.encoder_frozen(config.optimizer))
     data = iter(pipeline.make_dataset(config, "train", process_index=jax.process_index(),
                                       process_count=jax.process_count()))
     key = jax.random.PRNGKey(config.seed)
-    log(f"[bench] {config_name}: compiling the training step at "
+    log(f"[speed] {config_name}: compiling the training step at "
         f"{config.batch_size}x{config.image_size}x{config.image_size} on {mesh.size} device(s)")
     batch = sharding.global_batch(next(data), mesh)
     flops = timing.lowered_flops(train_step, state, batch, key)

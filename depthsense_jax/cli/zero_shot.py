@@ -1,18 +1,22 @@
-"""`depthsense benchmark`."""
+"""`depthsense zero-shot` (old name: `benchmark`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from depthsense_jax.cli.common import model_source_parent, positive_int
+from depthsense_jax.cli.common import model_source_parent, positive_int, renamed
+
+# The benchmark datasets' names, for --help without importing TensorFlow (data.registry has
+# their readers; tests/test_cli.py checks that the two lists agree).
+DATASETS = ("redweb", "nyu", "kitti", "eth3d", "diode", "sintel", "middlebury", "diw")
 
 
-def _benchmark(args: argparse.Namespace) -> int:
+def _zero_shot(args: argparse.Namespace) -> int:
     from depthsense_jax import inference
-    from depthsense_jax.evaluation import benchmark
+    from depthsense_jax.evaluation import zero_shot
 
     if not args.data_dir and not args.dataset.startswith("rgbd/"):
-        raise ValueError(f"benchmark {args.dataset} needs --data-dir: the folder you unpacked "
+        raise ValueError(f"zero-shot {args.dataset} needs --data-dir: the folder you unpacked "
                          "it into")
     model = None
     if args.workdir or args.params:
@@ -21,34 +25,33 @@ def _benchmark(args: argparse.Namespace) -> int:
         raise ValueError("give one of --workdir DIR, --params DIR_OR_FILE or --predictions DIR")
     elif args.size:
         raise ValueError("--size sets the model's input; --predictions are scored as they are")
-    report = benchmark.run(
+    report = zero_shot.run(
         args.dataset, args.data_dir, model=model, predictions_dir=args.predictions,
         prediction_kind=args.prediction_kind, size=args.size, align=args.align,
         space=args.space, crop=args.crop, limit=args.limit, split_file=args.split_file,
         batch_size=args.batch)
-    print(benchmark.format_table(report))
+    print(zero_shot.format_table(report))
     if args.json:
-        benchmark.write_json(args.json, report)
+        zero_shot.write_json(args.json, report)
         print(f"wrote {args.json}")
     return 0
 
 
 def add(commands) -> None:
-    from depthsense_jax.data.registry import BENCHMARKS
-
     parser = commands.add_parser(
-        "benchmark", parents=[model_source_parent()],
-        help="zero-shot evaluation on NYU, KITTI, ETH3D, DIODE, Sintel, Middlebury, DIW, "
-        "ReDWeb",
+        "zero-shot", aliases=["benchmark"], parents=[model_source_parent()],
+        help="accuracy on the field's benchmarks: NYU, KITTI, ETH3D, DIODE, Sintel, "
+        "Middlebury, DIW, ReDWeb (the zero-shot protocol)",
         description="Score a model (--workdir / --params) or another tool's saved predictions "
         "(--predictions) on a benchmark dataset read from your copy (a folder or a gs:// "
         "URL) in its official layout, with the MiDaS zero-shot protocol: per-image "
         "least-squares scale and shift (in disparity space by default), clamp to the "
         "dataset's depth cap, invert, then "
         "AbsRel, delta1..3, RMSE and % of pixels with delta > 1.25 (WHDR for DIW and ReDWeb). "
-        "docs/evaluation.md has each dataset's layout and the published numbers.")
+        "docs/evaluation.md has each dataset's layout and the published numbers."
+        + renamed("benchmark"))
     parser.add_argument("dataset", metavar="DATASET",
-                        help=f"one of {', '.join(BENCHMARKS)}, or rgbd/NAME (the validation "
+                        help=f"one of {', '.join(DATASETS)}, or rgbd/NAME (the validation "
                         "split of your own data, built with `data build folder`)")
     parser.add_argument("--data-dir",
                         help="the folder (or gs:// URL) you unpacked the dataset into "
@@ -81,4 +84,4 @@ def add(commands) -> None:
     parser.add_argument("--json", metavar="PATH",
                         help="also write the summary, settings and per-image rows as JSON (a "
                         "file or a gs:// URL)")
-    parser.set_defaults(func=_benchmark)
+    parser.set_defaults(func=_zero_shot)

@@ -1,5 +1,6 @@
-"""`depthsense benchmark` on a tiny copy of every benchmark dataset, written here in its real
-on-disk format, against the float64 NumPy protocol of tests/reference/protocol.py."""
+"""`depthsense zero-shot` on a tiny copy of every benchmark dataset, written here in its real
+on-disk format, against the float64 NumPy protocol of tests/reference/protocol.py (written
+from the published protocol and crops)."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def noisy_disparity(rng, depth, noise=0.05):
 
 
 def run_benchmark(*args):
-    assert cli.main(["benchmark", *map(str, args)]) == 0
+    assert cli.main(["zero-shot", *map(str, args)]) == 0
     path = [a for a in args if str(a).endswith(".json")][-1]
     with open(path) as f:
         return json.load(f)
@@ -128,7 +129,8 @@ def test_nyu(tmp_path, rng):
 DRIVE = "2011_09_26_drive_0002_sync"
 
 
-def write_kitti(root, rng, frames=(69, 70, 71), missing=71, size=(60, 200)):
+def write_kitti(root, rng, frames=(69, 70, 71), missing=71, size=(375, 1242)):
+    """KITTI's layout at its commonest image size (the published crops' size)."""
     truth = {}
     for frame in frames:
         depth, image = scene(rng, *size, 2.0, 90.0)
@@ -372,16 +374,16 @@ def test_depth_alignment_and_disparity_space(tmp_path, rng):
 
 
 def test_crop_and_cap_exclude_what_they_should(tmp_path, rng):
-    """KITTI-like 40 x 100: a prediction perfect inside the Garg crop and wrong outside it,
+    """At KITTI's 375 x 1242: a prediction perfect inside the Garg crop and wrong outside it,
     and ground truth beyond 80 m inside it (wrong there too)."""
-    size = (40, 100)
+    size = (375, 1242)
     truth = write_kitti(tmp_path / "kitti", rng, frames=(10,), missing=None, size=size)
     name, depth = next(iter(truth.items()))
     inside = ref.crop_box("garg", *size)
     gt_path = tmp_path / "kitti/data_depth_annotated/val" / DRIVE / \
         "proj_depth/groundtruth/image_02/0000000010.png"
     raw = cv2.imread(str(gt_path), cv2.IMREAD_UNCHANGED)
-    raw[inside & (np.arange(size[1])[None, :] < 20) & (raw > 0)] = 100 * 256  # beyond the cap
+    raw[inside & (np.arange(size[1])[None, :] < 200) & (raw > 0)] = 100 * 256  # beyond the cap
     assert cv2.imwrite(str(gt_path), raw)
     depth = raw / 256.0
     pred = np.where(depth > 0, 0.5 / np.where(depth > 0, depth, 1) + 0.1, 0.0)
@@ -435,17 +437,17 @@ def test_broken_files_are_named_skipped_and_counted(tmp_path, rng, capsys):
 
 def test_a_folder_in_another_layout_names_the_expected_one(tmp_path, capsys):
     (tmp_path / "wrong").mkdir()
-    assert cli.main(["benchmark", "sintel", "--data-dir", str(tmp_path / "wrong"),
+    assert cli.main(["zero-shot", "sintel", "--data-dir", str(tmp_path / "wrong"),
                      "--predictions", str(tmp_path)]) == cli.EXIT_ERROR
     err = capsys.readouterr().err
     assert "training/final/SCENE/frame_0001.png" in err and "training/depth" in err
-    assert cli.main(["benchmark", "nyu", "--data-dir", str(tmp_path / "wrong"),
+    assert cli.main(["zero-shot", "nyu", "--data-dir", str(tmp_path / "wrong"),
                      "--predictions", str(tmp_path)]) == cli.EXIT_ERROR
     assert "nyu_depth_v2_labeled.mat" in capsys.readouterr().err
 
 
 def test_alignment_must_match_the_prediction_kind(tmp_path, capsys):
-    assert cli.main(["benchmark", "sintel", "--data-dir", str(tmp_path), "--predictions",
+    assert cli.main(["zero-shot", "sintel", "--data-dir", str(tmp_path), "--predictions",
                      str(tmp_path), "--align", "depth"]) == cli.EXIT_ERROR
     assert "--prediction-kind is disparity" in capsys.readouterr().err
 
@@ -462,7 +464,7 @@ def test_a_model_through_the_benchmark(tmp_path, rng, capsys):
     from depthsense_jax.config import load_config
     from depthsense_jax.models import create_variables
 
-    config = load_config("default", ["--config.model.encoder_depth=18",
+    config = load_config("base", ["--config.model.encoder_depth=18",
                                      "--config.model.width=8",
                                      "--config.model.fusion_channels=16"])
     _, variables = create_variables(config.model, jax.random.PRNGKey(0))
@@ -497,7 +499,7 @@ def test_redweb_validation_split_scores_whdr(tmp_path, rng):
     from depthsense_jax import metrics
     from depthsense_jax.config import load_config
     from depthsense_jax.data import redweb, registry
-    from depthsense_jax.train.steps import per_image_pairs
+    from depthsense_jax.sampling import per_image_pairs
 
     manual = tmp_path / "manual" / "ReDWeb_V1"
     (manual / "Imgs").mkdir(parents=True)
@@ -514,7 +516,7 @@ def test_redweb_validation_split_scores_whdr(tmp_path, rng):
         cv2.imwrite(str(manual / "RDs" / f"{stem}.png"), rd)
         truths[stem] = rd
     data_dir = tmp_path / "tfds"
-    registry.build(load_config("default", ["--config.data.name=redweb",
+    registry.build(load_config("base", ["--config.data.name=redweb",
                                            f"--config.data.data_dir={data_dir}",
                                            f"--config.data.manual_dir={manual.parent}"]).data)
     preds = tmp_path / "preds"

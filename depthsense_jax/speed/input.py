@@ -1,4 +1,4 @@
-"""`depthsense bench input` and `bench render`: what feeds the model, the tf.data pipeline
+"""`depthsense speed input` and `speed render`: what feeds the model, the tf.data pipeline
 (batches/s) and the synthetic scene renderer (images/s)."""
 
 from __future__ import annotations

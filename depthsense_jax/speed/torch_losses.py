@@ -1,4 +1,4 @@
-"""The PyTorch loss formulas people use today, for the loss tests and `depthsense bench
+"""The PyTorch loss formulas people use today, for the loss tests and `depthsense speed
 losses --compare`: the pytorch-ssim SSIM map (the seed's SSIM), a straight PyTorch ranking
 loss and a MiDaS-style scale-and-shift-invariant loss."""
 

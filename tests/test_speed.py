@@ -1,13 +1,13 @@
-"""Benchmark bookkeeping: one MFU definition, and `bench train` on the tiny config."""
+"""Speed-benchmark bookkeeping: one MFU definition, and `speed train` on the tiny config."""
 
 import json
 
 import pytest
 
 from depthsense_jax import cli
-from depthsense_jax.bench import timing
-from depthsense_jax.bench.model import ModelTiming
-from depthsense_jax.bench.train import TrainLoopTiming
+from depthsense_jax.speed import timing
+from depthsense_jax.speed.model import ModelTiming
+from depthsense_jax.speed.train import TrainLoopTiming
 
 H200 = "NVIDIA H200"
 
@@ -20,10 +20,10 @@ def test_mfu_of_a_known_flop_count_and_time():
     assert timing.mfu(None, 0.1, 1, H200) is None
 
 
-def test_bench_model_and_bench_train_use_the_same_mfu():
+def test_speed_model_and_speed_train_use_the_same_mfu():
     """A step of 8 images costing 1e12 FLOP, 100 ms a step (80 images/s): MFU 1.011%, for
     both records (bench train used to divide by the batch twice: 0.126%)."""
-    model = ModelTiming(config="c", encoder_depth=50, dtype="bfloat16", batch=8, size=384,
+    model = ModelTiming(config="c", model="DepthNet(...)", dtype="bfloat16", batch=8, size=384,
                         params=1, compile_s=1.0, forward_ms=30.0, train_step_ms=100.0,
                         forward_flops=3e11, train_step_flops=1e12, device_kind=H200)
     loop = TrainLoopTiming(config="c", batch=8, size=384, devices=1, compile_s=1.0,
@@ -35,9 +35,9 @@ def test_bench_model_and_bench_train_use_the_same_mfu():
     assert model.derived()["mfu"] == pytest.approx(want)
 
 
-def test_bench_train_reports_the_split_of_a_step(run_overrides, tmp_path, capsys):
-    path = tmp_path / "bench.json"
-    args = ["bench", "train", "--config", "default", *run_overrides, "--steps", "3",
+def test_speed_train_reports_the_split_of_a_step(run_overrides, tmp_path, capsys):
+    path = tmp_path / "speed.json"
+    args = ["speed", "train", "--config", "base", *run_overrides, "--steps", "3",
             "--warmup", "1", "--json", str(path)]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
@@ -45,7 +45,7 @@ def test_bench_train_reports_the_split_of_a_step(run_overrides, tmp_path, capsys
     with open(path) as f:
         record = json.load(f)
     result = record["result"]
-    assert record["settings"]["steps"] == 3 and "bench train" in record["settings"]["command"]
+    assert record["settings"]["steps"] == 3 and "speed train" in record["settings"]["command"]
     assert result["images_per_s"] > 0 and 0 <= result["input_wait_fraction"] < 1
     for part in ("input_wait_ms", "host_ms", "device_ms"):
         assert 0 <= result[part] <= result["step_ms"] * 1.5

@@ -1,4 +1,4 @@
-"""`depthsense bench model`: inference and training-step speed of a config's model, with the
+"""`depthsense speed model`: inference and training-step speed of a config's model, with the
 training step `depthsense train` runs (model, combined loss, optimizer update)."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from collections.abc import Callable
 import jax
 import ml_collections
 
-from depthsense_jax.bench import reference, timing
-from depthsense_jax.bench.losses import Reference, make_batch
-from depthsense_jax.models import infer
+from depthsense_jax.models import registry
+from depthsense_jax.speed import reference, timing
+from depthsense_jax.speed.losses import Reference, make_batch
 from depthsense_jax.train import sharding, steps
 from depthsense_jax.train import state as state_lib
 
@@ -21,7 +21,7 @@ from depthsense_jax.train import state as state_lib
 @dataclasses.dataclass
 class ModelTiming:
     config: str
-    encoder_depth: int
+    model: str  # the family's description of the model (`model-summary`'s first line)
     dtype: str
     batch: int
     size: int
@@ -64,8 +64,10 @@ def bench_model(
     """Time inference (eval-mode forward) and the training step of `depthsense train` (the
     config's combined loss, gradients of all params, BatchNorm in train mode, the optimizer
     update) at `batch` x `size` x `size` on one device."""
-    if size % 32:
-        raise ValueError(f"--size must be a multiple of 32, got {size}")
+    family = registry.family_of(config.model)
+    if size % family.stride:
+        raise ValueError(f"--size must be a multiple of the model's stride {family.stride}, "
+                         f"got {size}")
     config = config.copy_and_resolve_references()
     config.batch_size, config.image_size = batch, size
     mesh = sharding.make_data_mesh(jax.devices()[:1])
@@ -79,15 +81,15 @@ def bench_model(
     data.pop("pred")
     global_batch = sharding.global_batch(data, mesh)
     key = jax.random.PRNGKey(1)
-    variables = {"params": train_state.params, "batch_stats": train_state.batch_stats}
+    variables = steps.variables_of(train_state)
     train_step = steps.make_train_step(
-        model, config.loss.weights, config.loss.options, mesh,
+        model, family, config.loss.weights, config.loss.options, mesh,
         freeze_encoder=state_lib.encoder_frozen(config.optimizer))
 
-    log(f"[bench] {config_name}: compiling forward and training step at {batch}x{size}x{size}")
+    log(f"[speed] {config_name}: compiling forward and training step at {batch}x{size}x{size}")
     forward, forward_compile_s = timing.compile_timed(
-        lambda v, x: infer(model, v, x), variables, global_batch["image"])
-    forward_flops = timing.lowered_flops(lambda v, x: infer(model, v, x), variables,
+        lambda v, x: registry.infer(model, v, x), variables, global_batch["image"])
+    forward_flops = timing.lowered_flops(lambda v, x: registry.infer(model, v, x), variables,
                                          global_batch["image"])
     flops = timing.lowered_flops(train_step, train_state, global_batch, key)
     start = time.perf_counter()
@@ -101,7 +103,8 @@ def bench_model(
         jax.block_until_ready((holder["state"], out))
 
     result = ModelTiming(
-        config=config_name, encoder_depth=config.model.encoder_depth, dtype=config.model.dtype,
+        config=config_name, model=registry.describe(config.model),
+        dtype=config.model.dtype,
         batch=batch, size=size,
         params=sum(x.size for x in jax.tree.leaves(train_state.params)),
         compile_s=forward_compile_s + step_compile_s,
@@ -121,20 +124,20 @@ def _torch_references(config, data, repeats, warmup, result: ModelTiming,
                       log) -> list[Reference]:
     """The same architecture in PyTorch eager, timed in this run in its default layout and
     in channels_last (oneDNN's preferred one); the faster is the yardstick."""
-    torch_depthnet = reference.load("torch_depthnet")
-    import torch
-
+    family = registry.family_of(config.model)
+    if family.torch_peer is None:
+        raise ValueError(f"--compare: the {family.name} model family has no PyTorch peer")
+    torch = reference.require_torch()
     references = []
     for layout in ("contiguous", "channels_last"):
-        net = torch_depthnet.TorchDepthNet(config.model.encoder_depth, config.model.width,
-                                           config.model.fusion_channels)
+        net = family.torch_peer(config.model)
         images = torch.tensor(data["image"]).permute(0, 3, 1, 2).contiguous()
         if layout == "channels_last":
             net = net.to(memory_format=torch.channels_last)
             images = images.contiguous(memory_format=torch.channels_last)
         depth = torch.tensor(data["depth"])
         optimizer = torch.optim.AdamW(net.parameters(), lr=1e-6)
-        log(f"[bench] timing the same architecture in PyTorch eager, {layout} ...")
+        log(f"[speed] timing the same architecture in PyTorch eager, {layout} ...")
 
         def fwd(net=net, images=images):
             net.eval()
@@ -161,7 +164,7 @@ def _torch_references(config, data, repeats, warmup, result: ModelTiming,
 def format_table(t: ModelTiming) -> str:
     dev = jax.devices()[0]
     lines = [
-        f"{t.config}: DepthNet ResNet-{t.encoder_depth} ({t.params / 1e6:.1f}M params), "
+        f"{t.config}: {t.model} ({t.params / 1e6:.1f}M params), "
         f"{t.dtype}, batch {t.batch}, {t.size}x{t.size}, on {dev.platform} ({t.device_kind})",
         f"  compile                 {t.compile_s:8.1f} s",
         f"  forward (inference)     {t.forward_ms:8.1f} ms/batch  {t.forward_images_per_s:8.1f} "

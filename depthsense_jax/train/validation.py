@@ -1,5 +1,5 @@
-"""Evaluation during and after training: weighted means of the per-image metrics over a
-split, the epoch table, the predictions picture, and scoring a workdir's checkpoint."""
+"""A run's validation: the `Evaluator` of a split during and after training (`depthsense
+validate`), the epoch table and the predictions picture."""
 
 from __future__ import annotations
 
@@ -11,40 +11,39 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from depthsense_jax import metrics, storage, viz
+from depthsense_jax import evaluator, metrics, params_io, storage, viz
 from depthsense_jax import workdir as workdir_lib
 from depthsense_jax.data import pipeline
-from depthsense_jax.models import infer
-from depthsense_jax.train import checkpoints, sharding, steps
-from depthsense_jax.train import state as state_lib
+from depthsense_jax.models import registry
+from depthsense_jax.train import sharding, steps
 
 EVAL_KEYS = steps.EVAL_METRICS
 
 
-def evaluate(config: ml_collections.ConfigDict, eval_step, train_state, mesh, split: str,
-             max_batches: int | None = None) -> dict[str, float]:
-    """Means over `split` (all of it, or its first `max_batches` batches) of the per-image
-    evaluation metrics, each image weighted by the eval step's weight for that metric (0 for
-    padded rows and for images that cannot be measured). A metric that no image could
-    measure is NaN."""
-    totals = dict.fromkeys(EVAL_KEYS, 0.0)
-    weights = dict.fromkeys(EVAL_KEYS, 0.0)
+def split_evaluator(config: ml_collections.ConfigDict, model, mesh,
+                    split: str) -> evaluator.Evaluator:
+    """The evaluator of `split`: its batches (padded to the host batch and sharded over the
+    mesh), the model's eval-mode prediction, and `steps.validation_scores` of each image
+    weighted so that padded rows and unmeasurable images do not count. `run(variables)`
+    gives the means of EVAL_KEYS (NaN for a metric no image could measure)."""
     key = jax.random.PRNGKey(config.seed + 1)
-    data = pipeline.make_dataset(config, split, process_index=jax.process_index(),
-                                 process_count=jax.process_count(), training=False)
     host_batch = config.batch_size // jax.process_count()
-    for index, batch in enumerate(data):
-        if max_batches is not None and index >= max_batches:
-            break
-        out = jax.device_get(eval_step(
-            train_state, sharding.global_batch(sharding.pad_batch(batch, host_batch), mesh),
-            key))
-        for name in EVAL_KEYS:
-            w = np.asarray(out["weights"][name], np.float64)
-            weights[name] += float(w.sum())
-            totals[name] += float((np.asarray(out["metrics"][name], np.float64) * w).sum())
-    return {name: totals[name] / weights[name] if weights[name] > 0 else float("nan")
-            for name in EVAL_KEYS}
+    predict = steps.make_predict_fn(model, mesh)
+    score = steps.make_score_fn(config.loss.weights, config.loss.options, mesh,
+                                num_pairs=config.eval.num_pairs)
+
+    def dataset():
+        for batch in pipeline.make_dataset(config, split, process_index=jax.process_index(),
+                                           process_count=jax.process_count(), training=False):
+            yield sharding.global_batch(sharding.pad_batch(batch, host_batch), mesh)
+
+    def scores(batch, pred):
+        out = jax.device_get(score(key, pred, batch))
+        return evaluator.Scores(out["metrics"], out["weights"])
+
+    return evaluator.Evaluator(predict=lambda variables, batch: predict(variables,
+                                                                        batch["image"]),
+                               score=scores, dataset=dataset, metric_names=EVAL_KEYS)
 
 
 def format_table(epoch: int, train: dict, validation: dict) -> str:
@@ -58,17 +57,7 @@ def format_table(epoch: int, train: dict, validation: dict) -> str:
     return "\n".join(lines)
 
 
-def make_predict_fn(model, mesh):
-    """jit(fn)(state, images (B, S, S, 3)) -> (B, S, S) float32, eval-mode BatchNorm."""
-    def predict(state, images):
-        return infer(model, {"params": state.params, "batch_stats": state.batch_stats}, images)
-
-    return jax.jit(predict, in_shardings=(sharding.replicated(mesh),
-                                          sharding.batch_sharding(mesh)),
-                   out_shardings=sharding.batch_sharding(mesh))
-
-
-def prediction_picture(config: ml_collections.ConfigDict, model, train_state, mesh,
+def prediction_picture(config: ml_collections.ConfigDict, model, variables: dict, mesh,
                        num: int = 4, split: str = "validation") -> np.ndarray:
     """Rows of input | ground truth | prediction colour maps for the first `num` images of
     `split`: (rows * (S + 2), 3 * (S + 2), 3) uint8 RGB. The prediction is aligned to the
@@ -80,7 +69,7 @@ def prediction_picture(config: ml_collections.ConfigDict, model, train_state, me
         training=False)))
     rows = len(batch["image"])
     images = sharding.global_batch(sharding.pad_batch(batch, host_batch), mesh)["image"]
-    pred = make_predict_fn(model, mesh)(train_state, images)
+    pred = steps.make_predict_fn(model, mesh)(variables, images)
     start = jax.process_index() * host_batch  # this host's rows in the global batch
     pred = np.asarray(multihost_utils.process_allgather(pred, tiled=True))[start:start + rows]
     depth, mask = batch["depth"], batch["mask"]
@@ -96,23 +85,23 @@ def prediction_picture(config: ml_collections.ConfigDict, model, train_state, me
     return viz.grid(tiles)
 
 
-def evaluate_checkpoint(workdir: str, split: str = "validation", checkpoint: str = "latest",
+def validate_checkpoint(workdir: str, split: str = "validation", checkpoint: str = "latest",
                         max_batches: int | None = None,
                         log: Callable[[str], None] = lambda s: print(s, flush=True),
-                        ) -> dict:
+                        config: ml_collections.ConfigDict | None = None) -> dict:
     """Metrics (EVAL_KEYS, plus "step" and "split") of one checkpoint of a workdir on
-    `split`: checkpoint "latest", "best" (lowest validation WHDR) or a step number. Also
-    written to DIR/eval/{split}_step{N}.json."""
-    config = workdir_lib.load_config(workdir)
+    `split`: checkpoint "latest", "best" (lowest validation WHDR) or a step number. Only
+    the checkpoint's params (and BatchNorm statistics) are read. `config`: the run's own
+    (WORKDIR/config.json) unless given, e.g. with another data.name to score the model on
+    other data. Also written to DIR/eval/{split}_step{N}.json."""
+    config = config or workdir_lib.load_config(workdir)
     mesh = sharding.make_data_mesh()
     steps.validate(config, mesh.size)
-    # The optimizer only gives the checkpoint its structure; its schedule length is moot.
-    model, train_state = state_lib.build_state(config, total_steps=config.optimizer.accumulate)
-    train_state, step = checkpoints.restore_named(workdir, config, train_state, checkpoint, log)
-    train_state = jax.device_put(train_state, sharding.replicated(mesh))
-    eval_step = steps.make_eval_step(model, config.loss.weights, config.loss.options, mesh,
-                                     num_pairs=config.eval.num_pairs)
-    result = evaluate(config, eval_step, train_state, mesh, split, max_batches=max_batches)
+    model_config, variables, step = params_io.restore_params(workdir, checkpoint, log)
+    variables = jax.device_put(variables, sharding.replicated(mesh))
+    model = registry.build(model_config)
+    result = split_evaluator(config, model, mesh, split).run(
+        variables, max_batches=max_batches).means
     header = f"{'split':<12}" + "".join(f"{name:>10}" for name in EVAL_KEYS)
     row = f"{split:<12}" + "".join(f"{result[name]:>10.4f}" for name in EVAL_KEYS)
     log(f"checkpoint of step {step} ({checkpoint}) in {workdir}\n{header}\n{row}")
