@@ -33,8 +33,9 @@ class Skipped:
 
 @dataclasses.dataclass
 class Scores:
-    """Per-image results of one batch: values[name] and weights[name], (n,) each; names:
-    the images' names when rows are to be kept (None: only the means); skipped: the
+    """Per-image results of one batch: values[name] and weights[name], (n,) each (values
+    may hold more than the metrics, e.g. the pixels scored, which go into the rows only);
+    names: the images' names when rows are to be kept (None: only the means); skipped: the
     batch's images that could not be read or scored."""
 
     values: dict[str, Any]
@@ -64,15 +65,17 @@ class Accumulator:
         self.rows: list[dict] = []
 
     def add(self, scores: Scores) -> None:
-        values = {k: np.asarray(scores.values[k], np.float64).reshape(-1) for k in self.names}
+        values = {k: np.asarray(v).reshape(-1) for k, v in scores.values.items()}
         weights = {k: np.asarray(scores.weights[k], np.float64).reshape(-1)
                    for k in self.names}
         for name in self.names:
             self.weights[name] += float(weights[name].sum())
-            self.totals[name] += float((values[name] * weights[name]).sum())
+            self.totals[name] += float((values[name].astype(np.float64) * weights[name]).sum())
         for i, image in enumerate(scores.names or []):
+            # A row holds every value of its image (a metric only where it was measured).
             self.rows.append({"name": image, **{
-                k: float(values[k][i]) for k in self.names if weights[k][i] > 0}})
+                k: v[i].item() for k, v in values.items() if k not in weights
+                or weights[k][i] > 0}})
 
     def means(self) -> dict[str, float]:
         return {name: self.totals[name] / self.weights[name] if self.weights[name] > 0

@@ -69,7 +69,14 @@ def pytest_unconfigure(config):
 
 
 def _shared_dir(tmp_path_factory) -> pathlib.Path:
-    """A folder all xdist workers of this session share (the parent of their basetemps)."""
+    """A folder all xdist workers of this session share (the parent of their basetemps), or
+    DEPTHSENSE_TEST_SHARED_DIR when it is set: there the built tiny data and the trained run
+    outlive the session, so that the slow tier reuses the fast tier's (`.ci/run` sets it,
+    with JAX_COMPILATION_CACHE_DIR, for both)."""
+    if os.environ.get("DEPTHSENSE_TEST_SHARED_DIR"):
+        shared = pathlib.Path(os.environ["DEPTHSENSE_TEST_SHARED_DIR"])
+        shared.mkdir(parents=True, exist_ok=True)
+        return shared
     base = tmp_path_factory.getbasetemp()
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 

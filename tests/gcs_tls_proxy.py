@@ -29,6 +29,12 @@ def serve(listen_port: int, upstream_port: int, cert: str, key: str, ca: str) ->
     as_server.set_alpn_protocols(["http/1.1"])
     as_client = ssl.create_default_context(cafile=ca)
     as_client.set_alpn_protocols(["http/1.1"])
+    # TLS 1.2 to the emulator: under 1.3 its server sends session tickets after the
+    # handshake, and a blocking recv that meets one (select saw bytes) goes on to wait for
+    # application data that will not come until the other side's request, which this loop
+    # is no longer reading, is passed on: a deadlock until curl's 60 s idle timeout (seen as
+    # "stuck at N of 0 bytes" under load, and as writes lost after the abort).
+    as_client.maximum_version = ssl.TLSVersion.TLSv1_2
 
     def tunnel(client: socket.socket) -> None:
         head = b""

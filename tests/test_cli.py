@@ -127,6 +127,7 @@ def test_speed_rejects_unknown_loss(capsys):
     assert "nope" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_speed_losses_table_and_json(tmp_path, capsys):
     out = tmp_path / "speed.json"
     code = cli.main([
@@ -215,6 +216,7 @@ def test_convert_weights_round_trip(tmp_path, capsys):
     assert "not in the file" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_speed_model_tiny(run_overrides, tmp_path, capsys):
     out = tmp_path / "model.json"
     code = cli.main(["speed", "model", "--config", "base", *run_overrides, "--batch", "4",

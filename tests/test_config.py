@@ -143,6 +143,7 @@ def test_initial_variables_load_the_pretrained_encoder(tmp_path):
     assert out.shape == (1, 64, 64)
 
 
+@pytest.mark.slow
 def test_convert_weights_output_loads_as_model_pretrained(tmp_path, capsys):
     """A plain-PyTorch torchvision-layout state dict -> `depthsense convert-weights` ->
     .msgpack -> model.pretrained: the same encoder as loading the .pth itself (the

@@ -55,7 +55,8 @@ def _close(ours, theirs, rtol=1e-4):
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=rtol * scale)
 
 
-@pytest.mark.parametrize("depth, width, features", [(18, 8, 16), (50, 8, 32)])
+@pytest.mark.parametrize("depth, width, features", [
+    (18, 8, 16), pytest.param(50, 8, 32, marks=pytest.mark.slow)])
 def test_eval_mode_matches_pytorch(depth, width, features):
     model = DepthNet(encoder_depth=depth, width=width, fusion_channels=features)
     variables = _variables(model, seed=depth)
@@ -68,7 +69,8 @@ def test_eval_mode_matches_pytorch(depth, width, features):
     _close(ours, theirs)
 
 
-@pytest.mark.parametrize("depth, width, features", [(18, 8, 16), (50, 8, 32)])
+@pytest.mark.parametrize("depth, width, features", [
+    (18, 8, 16), pytest.param(50, 8, 32, marks=pytest.mark.slow)])
 def test_train_mode_matches_pytorch(depth, width, features):
     """Batch statistics in the forward pass, and the running statistics after one step:
     means as PyTorch's (momentum 0.1 there is 0.9 here); variances differ only by PyTorch's

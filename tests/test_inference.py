@@ -1,5 +1,6 @@
 """Using a trained model: reading photos, predicting at any size, predict CLI, exports."""
 
+import json
 import os
 
 import cv2
@@ -176,6 +177,7 @@ def test_to_png16_constant_map_is_finite():
     np.testing.assert_array_equal(inference.to_png16(np.full((3, 4), 2.5, np.float32)), 0)
 
 
+@pytest.mark.slow
 def test_export_round_trips(tiny, tmp_path, capsys):
     model, variables = tiny
     out = str(tmp_path / "exported")
@@ -250,6 +252,32 @@ def test_workdir_export_and_predict_agree(trained, tmp_path, capsys):
     assert outputs["workdir"] == outputs["msgpack"] == outputs["safetensors"]
     depth = np.load(tmp_path / "workdir" / "photo.npy")
     assert depth.shape == (50, 77) and depth.std() > 0
+
+
+def test_an_output_path_that_is_a_file_is_one_clear_error(export_dir, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    for out in (taken, taken / "sub"):
+        assert cli.main(["export", "--params", export_dir, "--out", str(out),
+                         "--formats", "msgpack"]) == cli.EXIT_ERROR
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: '{out}'") and "a file, not a folder" in err
+    assert taken.read_text() == "a file"
+    assert cli.main(["train", "--workdir", str(taken)]) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: '{taken}' is a file, not a folder") and "Traceback" not in err
+
+
+def test_a_model_json_without_a_name_is_a_depthnet(tiny, tmp_path):
+    """Export folders (and workdirs) written before model families had names."""
+    old = tmp_path / "old"
+    old.mkdir()
+    fields = {k: TINY_MODEL[k] for k in ("encoder_depth", "width", "fusion_channels", "dtype")}
+    (old / "model.json").write_text(json.dumps({**fields, "image_size": 64}))
+    params_io.save_msgpack(str(old), tiny[1])
+    model = inference.load_model(params=str(old))
+    assert model.family.name == "depthnet" and model.image_size == 64
+    assert dict(model.model_config) == {"name": "depthnet", **fields}
 
 
 def test_jax_export_for_accelerators_from_a_cpu_machine(tiny, export_dir, tmp_path, capsys):

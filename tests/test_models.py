@@ -12,7 +12,8 @@ TINY = {"width": 8, "fusion_channels": 16}
 
 
 def _init(model, shape, seed=0):
-    return model.init(jax.random.PRNGKey(seed), jnp.zeros(shape, jnp.float32))
+    # Jitted: one program to compile, not each of init's operations on its own.
+    return jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros(shape, jnp.float32))
 
 
 @pytest.mark.parametrize("depth", [18, 34, 50, 101])
@@ -25,13 +26,13 @@ def test_encoder_stage_shapes(depth):
         assert feat.shape == (1, 64 // stride, 96 // stride, c)
 
 
-@pytest.mark.parametrize("depth", [18, 50])
+@pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("shape", [(1, 64, 64, 3), (3, 96, 128, 3)])
 def test_depthnet_output_shape_and_dtype(depth, shape):
     model = DepthNet(encoder_depth=depth, **TINY)
     variables = _init(model, shape)
     images = jax.random.uniform(jax.random.PRNGKey(1), shape)
-    out = model.apply(variables, images)
+    out = jax.jit(model.apply)(variables, images)
     assert out.shape == shape[:3] and out.dtype == jnp.float32
     assert np.isfinite(np.asarray(out)).all()
 
@@ -75,29 +76,31 @@ def test_train_mode_updates_batch_stats_and_eval_uses_them():
     model = DepthNet(encoder_depth=18, **TINY)
     images = jax.random.uniform(jax.random.PRNGKey(2), (2, 64, 64, 3))
     variables = _init(model, images.shape)
-    _, updates = model.apply(variables, images, train=True, mutable=["batch_stats"])
+    apply = jax.jit(model.apply, static_argnames=("train", "mutable"))
+    _, updates = apply(variables, images, train=True, mutable=("batch_stats",))
     before = jax.tree.leaves(variables["batch_stats"])
     after = jax.tree.leaves(updates["batch_stats"])
     changed = [not np.allclose(a, b) for a, b in zip(before, after, strict=True)]
     assert all(changed), f"{changed.count(False)} of {len(changed)} statistics did not move"
-    alone = np.asarray(model.apply(variables, images[:1]))[0]
-    in_batch = np.asarray(model.apply(variables, images))[0]
+    alone = np.asarray(apply(variables, images[:1]))[0]
+    in_batch = np.asarray(apply(variables, images))[0]
     np.testing.assert_allclose(alone, in_batch, rtol=1e-5, atol=1e-6)
-    train_alone, _ = model.apply(variables, images[:1], train=True, mutable=["batch_stats"])
-    train_batch, _ = model.apply(variables, images, train=True, mutable=["batch_stats"])
+    train_alone, _ = apply(variables, images[:1], train=True, mutable=("batch_stats",))
+    train_batch, _ = apply(variables, images, train=True, mutable=("batch_stats",))
     assert not np.allclose(np.asarray(train_alone)[0], np.asarray(train_batch)[0])
     moved = {"params": variables["params"], "batch_stats": updates["batch_stats"]}
-    assert not np.allclose(np.asarray(model.apply(moved, images)), np.asarray(
-        model.apply(variables, images)))
+    assert not np.allclose(np.asarray(apply(moved, images)), np.asarray(
+        apply(variables, images)))
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_is_close_to_float32():
     images = jax.random.uniform(jax.random.PRNGKey(3), (2, 64, 64, 3))
     f32 = DepthNet(encoder_depth=18, width=16, fusion_channels=32)
     bf16 = DepthNet(encoder_depth=18, width=16, fusion_channels=32, dtype=jnp.bfloat16)
     variables = _init(f32, images.shape)
-    ref = np.asarray(f32.apply(variables, images))
-    out = bf16.apply(variables, images)
+    ref = np.asarray(jax.jit(f32.apply)(variables, images))
+    out = jax.jit(bf16.apply)(variables, images)
     assert out.dtype == jnp.float32
     for leaf in jax.tree.leaves(_init(bf16, images.shape)["params"]):
         assert leaf.dtype == jnp.float32
@@ -105,6 +108,7 @@ def test_bfloat16_compute_is_close_to_float32():
     assert rel < 2e-2, rel
 
 
+@pytest.mark.slow
 def test_every_parameter_gets_a_gradient_and_the_gradient_is_the_slope():
     """Every parameter leaf gets a nonzero gradient, and the gradient is the loss's slope:
     along the normalised gradient d, (L(p + e d) - L(p - e d)) / 2e is |grad| (a central
@@ -121,8 +125,9 @@ def test_every_parameter_gets_a_gradient_and_the_gradient_is_the_slope():
         )
         return jnp.mean((out - target) ** 2)
 
+    loss = jax.jit(loss)  # one program rather than every operation compiled on its own
     params = variables["params"]
-    grads = jax.grad(loss)(params)
+    grads = jax.jit(jax.grad(loss))(params)
     zero = [jax.tree_util.keystr(p) for p, g in jax.tree_util.tree_leaves_with_path(grads)
             if not np.any(np.asarray(g))]
     assert not zero, f"zero gradient for {zero}"

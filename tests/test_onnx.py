@@ -47,7 +47,7 @@ def variables_of(like_trained):
     return make
 
 
-@pytest.fixture(scope="module", params=[18, 50])
+@pytest.fixture(scope="module", params=[18, pytest.param(50, marks=pytest.mark.slow)])
 def model(request, variables_of):
     return inference.LoadedModel(_config(request.param), variables_of(request.param), 64)
 
@@ -89,6 +89,7 @@ def test_graph_declares_dynamic_sizes_and_the_model_config(model):
     assert stored == n_params + 3 + 3 + 1 + 4 * 5  # + mean, std, squeeze axis, 5 x scales
 
 
+@pytest.mark.slow
 def test_bfloat16_models_export_in_float32(tmp_path, variables_of):
     variables = variables_of(18)
     loaded = inference.LoadedModel(_config(18, "bfloat16"), variables, 64)

@@ -160,6 +160,11 @@ def test_build_folder_turns_each_kind_into_the_training_target(kind, own_folder,
     summary = out[out.index("skipped 4 ("):].splitlines()[0]
     for reason in ("1 missing depth", "1 unreadable", "1 size mismatch", "1 no valid pixel"):
         assert reason in summary
+    # Each skipped pair is named on the console, not only in depthsense.json.
+    named = [line.split()[1] for line in out.splitlines() if line.startswith("  skipped ")]
+    record = json.loads((data_dir / "rgbd/mine/1.0.0/depthsense.json").read_text())
+    assert sorted(named) == sorted(f["name"] for f in record["skipped_files"])
+    assert len(named) == 4
     decoded = _decoded(data_dir, "rgbd/mine", "train")
     assert set(decoded) == set(expected)
     for key, (target, mask) in expected.items():
@@ -167,13 +172,42 @@ def test_build_folder_turns_each_kind_into_the_training_target(kind, own_folder,
         np.testing.assert_array_equal(validity == 1, mask, err_msg=key)
         want = 1.0 / np.where(mask, target, 1) if kind == "depth" else target
         np.testing.assert_allclose(got, np.where(mask, want, 0), rtol=1e-6, err_msg=key)
-    record = json.loads((data_dir / "rgbd/mine/1.0.0/depthsense.json").read_text())
     assert record["kind"] == kind and record["skipped"]["size mismatch"] == 1
     # The same name again is refused rather than silently kept.
     assert cli.main(["data", "build", "folder", "--name", "mine", "--images",
                      str(root / "images"), "--depth", str(root / "depth"), "--kind", kind,
                      "--data-dir", str(data_dir)]) == cli.EXIT_ERROR
     assert "exists" in capsys.readouterr().err
+
+
+def test_many_skipped_files_show_the_first_20_and_where_the_rest_are():
+    from depthsense_jax.data import rgbd
+
+    skipped = [(f"img_{i:03d}", "missing depth", f"no img_{i:03d}.png") for i in range(25)]
+    lines = rgbd.skipped_lines(skipped, "DIR/depthsense.json")
+    assert len(lines) == 21 and lines[0] == "  skipped img_000 (missing depth): no img_000.png"
+    assert lines[-1] == "  ... and 5 more, all listed in DIR/depthsense.json"
+    assert len(rgbd.skipped_lines(skipped[:20], "x")) == 20  # few: every one, no pointer
+
+
+def test_a_folder_without_images_or_usable_pairs_is_one_clear_error(tmp_path, capsys):
+    images, depth = tmp_path / "images", tmp_path / "depth"
+    images.mkdir()
+    depth.mkdir()
+    (images / "notes.txt").write_text("no photos here")
+    build = ["data", "build", "folder", "--name", "empty", "--images", str(images), "--depth",
+             str(depth), "--kind", "depth", "--data-dir", str(tmp_path / "tfds")]
+    assert cli.main(build) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith("error: --images") and "holds no images" in err
+    # Images, but not one with ground truth: nothing is built, and each is named.
+    for i in range(3):
+        assert cv2.imwrite(str(images / f"p{i}.png"), np.zeros((8, 8, 3), np.uint8))
+    assert cli.main(build) == cli.EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "rgbd/empty: no usable example; all 3 skipped (3 missing depth)" in err
+    assert all(f"skipped p{i} (missing depth)" in err for i in range(3))
+    assert not list((tmp_path / "tfds").glob("rgbd/empty/*/dataset_info.json"))
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ def test_speed_model_and_speed_train_use_the_same_mfu():
     assert model.derived()["mfu"] == pytest.approx(want)
 
 
+@pytest.mark.slow
 def test_speed_train_reports_the_split_of_a_step(run_overrides, tmp_path, capsys):
     path = tmp_path / "speed.json"
     args = ["speed", "train", "--config", "base", *run_overrides, "--steps", "3",

@@ -159,6 +159,7 @@ def test_stage_outputs_match_torch(depth, width, shape):
     assert tuple(g.shape[-1] for g in got) == stage_channels(depth, width)
 
 
+@pytest.mark.slow
 def test_convert_with_initialised_variables():
     """The documented call: encoder variables from `ResNet.init` (concrete arrays)."""
     init = _encoder_init(18, 8)

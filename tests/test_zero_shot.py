@@ -111,16 +111,18 @@ def test_nyu(tmp_path, rng):
     truth = write_nyu(tmp_path / "nyu", rng)
     preds = tmp_path / "preds"
     preds.mkdir()
-    expected = {}
+    expected, pixels = {}, {}
     crop = ref.crop_box("eigen_nyu", 480, 640)
     for name, (depth, _) in truth.items():
         pred = noisy_disparity(rng, depth)
         np.save(preds / f"{name}.npy", pred)
         valid = (depth > 1e-3) & (depth < 10.0) & crop
         expected[name] = ref.score(pred, depth, valid, 1e-3, 10.0)
+        pixels[name] = int(valid.sum())
     result = run_benchmark("nyu", "--data-dir", tmp_path / "nyu", "--predictions", preds,
                            "--json", tmp_path / "out.json")
     check(result, expected)
+    assert {r["name"]: r["pixels"] for r in result["rows"]} == pixels  # ints, per image
     assert result["settings"]["crop"] == "eigen_nyu" and result["settings"]["max_depth"] == 10
 
 

@@ -229,7 +229,7 @@ def scorer(options: Options, log: Callable[[str], None]) -> Callable:
         for s in skipped:
             log(f"skipped {s.name}: {s.message}")
         keys = [*names, *(["pixels"] if rows and "pixels" in rows[0] else [])]
-        values = {k: np.asarray([r[k] for r in rows], np.float64) for k in keys}
+        values = {k: np.asarray([r[k] for r in rows]) for k in keys}
         weights = {k: np.ones(len(rows)) for k in names}
         return evaluator.Scores(values, weights, row_names, skipped)
 
