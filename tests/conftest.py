@@ -20,6 +20,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 # Every program, however small: eager model.init alone compiles ~200 of them (measured: the
 # tiny model's init in a new process 20.7 s without them cached, 2.4 s with).
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+# LLVM's optimisation level 1 for the suite's programs, unless XLA_FLAGS chooses one: the
+# random initialisers of a model's init compile 3.5x faster (the tiny model's init: 12.2 s at
+# the default level, 3.5 s at 1) and the train step runs as fast (ResNet-50 at 64 px, batch 4,
+# grad: 0.334 s against 0.341 s). Level 0 would compile faster still but run 4x slower.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_backend_optimization_level=1").strip()
 
 import dataclasses  # noqa: E402
 import pathlib  # noqa: E402

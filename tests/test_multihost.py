@@ -60,7 +60,10 @@ def test_two_processes_match_one_process(tiny_overrides, tmp_path):
     config = load_config("base", overrides)
     workdir = tmp_path / "run"
     port = _free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    # One CPU device per process: the session's XLA flags without a forced device count.
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags))
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "base",

@@ -192,7 +192,8 @@ _EIGHT_DEVICES = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_eight_cpu_devices_match_one_device(tiny_overrides):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(),
                JAX_PLATFORMS="cpu", TINY_OVERRIDES=json.dumps(tiny_overrides))
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(__file__), os.getcwd(),
                                          env.get("PYTHONPATH", "")])
