@@ -70,6 +70,10 @@ def get_config() -> ml_collections.ConfigDict:
     # The encoder's learning rate as a fraction of the rest's: 0.1 fine-tunes it gently, 0
     # freezes it (its BatchNorm statistics too).
     config.optimizer.encoder_lr_multiplier = 1.0
+    # Layer-wise learning-rate decay in the encoder (BEiT, DINOv2): layer k of L learns at
+    # encoder_lr_multiplier * layer_decay ** (L - k), the output end at the multiplier, the
+    # embeddings slowest. 1.0 = off; < 1 needs a family with layers (depth_anything's ViT).
+    config.optimizer.layer_decay = 1.0
 
     # Start from a trained model: a training workdir (its checkpoint `init.checkpoint`:
     # latest, best or a step) or an export folder; all params and BatchNorm statistics are

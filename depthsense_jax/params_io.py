@@ -239,10 +239,11 @@ def load(source: str, checkpoint: str = "latest",
     a foreign checkpoint one of the families' readers recognises. `what` names the
     argument in errors."""
     path = storage.expand(source)
-    if is_workdir(path):
+    # Readers first: a Hugging Face folder has a config.json too, as a workdir does.
+    found = _reader_for(path)
+    if found is None and is_workdir(path):
         model_config, variables, step = restore_params(path, checkpoint, log)
         return LoadedModel(model_config, variables, workdir_image_size(path), step, "workdir")
-    found = _reader_for(path)
     if found is not None:
         family, reader = found
         model_config, variables = reader.read(path)
@@ -265,8 +266,22 @@ def load_variables(source: str, model_config, checkpoint: str = "latest") -> dic
     if registry.name_of(loaded.model_config) != registry.name_of(model_config):
         raise ValueError(f"init.from {source!r} is a {registry.name_of(loaded.model_config)} "
                          f"model; config.model.name is {registry.name_of(model_config)!r}")
+    have, want = model_config_dict(loaded.model_config), model_config_dict(model_config)
+    differ = [k for k in want if k != "dtype" and k in have and have[k] != want[k]]
+    if differ:
+        fix = " ".join(f"--config.model.{k}={_override(have[k])}" for k in differ)
+        raise ValueError(f"init.from {source!r} is a {registry.describe(loaded.model_config)};"
+                         f" config.model is a {registry.describe(model_config)}. To start from"
+                         f" it, set {fix}")
     check_variables(model_config, loaded.variables, f"init.from {source!r}")
     return jax.tree.map(np.asarray, loaded.variables)
+
+
+def _override(value) -> str:
+    """A config value as --config.KEY=VALUE takes it."""
+    if isinstance(value, list | tuple):
+        return "(" + ",".join(str(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return str(value)
 
 
 def encoder_weights(path: str, model_config) -> dict:

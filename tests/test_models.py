@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from depthsense_jax.models import DepthNet, ResNet, stage_channels
-from depthsense_jax.models.fusion import _upsample_matmul, upsample_align_corners
+from depthsense_jax.models.resize import _upsample_matmul, upsample_align_corners
 
 TINY = {"width": 8, "fusion_channels": 16}
 

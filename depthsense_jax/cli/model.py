@@ -8,8 +8,16 @@ from depthsense_jax.cli.common import config_parent, load_config, positive_int
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from depthsense_jax.models import summary
+    from depthsense_jax.models import registry, summary
 
+    if args.params:
+        from depthsense_jax import params_io
+
+        loaded = params_io.load(args.params)
+        size = args.size or loaded.image_size or loaded.family.default_size
+        print(summary(loaded.model_config, registry.family_of(loaded.model_config).round_size(
+            size), table=args.table))
+        return 0
     config = load_config(args)
     print(summary(config.model, args.size or config.image_size, table=args.table))
     return 0
@@ -29,9 +37,15 @@ def _convert(args: argparse.Namespace) -> int:
 def add(commands) -> None:
     summary = commands.add_parser(
         "model-summary", parents=[config_parent("base")],
-        help="parameter counts of the model a config describes",
-        description="Parameter counts of the model a config describes, per part.")
-    summary.add_argument("--size", type=positive_int, help="input size (default: image_size)")
+        help="parameter counts of the model a config (or checkpoint) describes",
+        description="Parameter counts of the model a config (or --params) describes, per "
+        "part.")
+    summary.add_argument("--params", metavar="PATH",
+                         help="the model of a checkpoint instead of the config's: a workdir, "
+                         "an export folder, a Hugging Face Depth Anything folder, an original "
+                         ".pth/.safetensors")
+    summary.add_argument("--size", type=positive_int,
+                         help="input size (default: image_size, or the checkpoint's)")
     summary.add_argument("--table", action="store_true", help="also print flax's module table")
     summary.set_defaults(func=_summary)
 

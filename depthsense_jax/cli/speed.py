@@ -43,10 +43,11 @@ def _model(args: argparse.Namespace) -> int:
     config = load_config(args)
     batch, size = args.batch or config.batch_size, args.size or config.image_size
     result = model.bench_model(config, args.config, batch, size, repeats=args.repeats,
-                               warmup=args.warmup, compare=args.compare)
+                               warmup=args.warmup, compare=args.compare, width=args.width)
     print(model.format_table(result))
     _write_json(args, result, config=args.config, overrides=args.overrides, batch=batch,
-                size=size, repeats=args.repeats, warmup=args.warmup)
+                size=size, width=args.width or size, repeats=args.repeats,
+                warmup=args.warmup)
     return 0
 
 
@@ -136,8 +137,10 @@ def add(commands) -> None:
         "on one device.")
     model.add_argument("--batch", type=positive_int, help="images (default: batch_size)")
     model.add_argument("--size", type=positive_int,
-                       help="height = width, a multiple of the model's stride (default: "
-                       "image_size)")
+                       help="height (and width unless --width), a multiple of the model's "
+                       "stride (default: image_size)")
+    model.add_argument("--width", type=positive_int,
+                       help="width, a multiple of the model's stride (default: --size)")
     model.add_argument("--repeats", type=positive_int, default=10,
                        help="timed runs; the median is reported (default 10)")
     model.add_argument("--warmup", type=positive_int, default=2, help="untimed runs (default 2)")

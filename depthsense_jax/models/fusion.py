@@ -8,7 +8,6 @@ adds relu(conv(x)); and upsampling is bilinear with align_corners=True.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import flax.linen as nn
@@ -16,78 +15,11 @@ import jax
 import jax.numpy as jnp
 
 from depthsense_jax.models.preprocessing import check_images, normalize_imagenet
+from depthsense_jax.models.resize import upsample_align_corners
 from depthsense_jax.models.resnet import ResNet
 
 _DECODER_INIT = nn.initializers.normal(stddev=0.01)
 STRIDE = 32  # C5 is at 1/32 of the input
-
-
-def _align_corners_weights(size_in, size_out) -> jax.Array:
-    """(size_out, size_in) linear-interpolation weights, corner to corner.
-
-    Output row o samples input position o (in - 1) / (out - 1); a single input row is
-    replicated. Written with array arithmetic on the sizes, so it also traces with symbolic
-    sizes (jax.export with polymorphic H and W).
-    """
-    n_in = jnp.asarray(size_in, jnp.float32)
-    n_out = jnp.asarray(size_out, jnp.float32)
-    source = jnp.arange(size_out, dtype=jnp.float32) * ((n_in - 1) / jnp.maximum(n_out - 1, 1))
-    grid = jnp.arange(size_in, dtype=jnp.float32)
-    return jnp.maximum(0.0, 1.0 - jnp.abs(source[:, None] - grid[None, :]))
-
-
-def _upsample_matmul(x: jax.Array, factor: int) -> jax.Array:
-    """upsample_align_corners as a separable product with the interpolation matrices (float32
-    accumulation); its transpose is the backward of `upsample_align_corners`."""
-    _, h, w, _ = x.shape
-    highest = jax.lax.Precision.HIGHEST  # TPUs would otherwise interpolate f32 in bf16
-    rows = _align_corners_weights(h, h * factor).astype(x.dtype)
-    cols = _align_corners_weights(w, w * factor).astype(x.dtype)
-    y = jnp.einsum("bhwc,oh->bowc", x, rows, precision=highest,
-                   preferred_element_type=jnp.float32).astype(x.dtype)
-    return jnp.einsum("bowc,pw->bopc", y, cols, precision=highest,
-                      preferred_element_type=jnp.float32).astype(x.dtype)
-
-
-def _lerp_axis(x: jax.Array, axis: int, size_out) -> jax.Array:
-    """Linear interpolation of `x` along `axis` to `size_out` samples, corner to corner: the
-    two neighbours of each output position, gathered and blended (float32 weights)."""
-    n_in = jnp.asarray(x.shape[axis], jnp.float32)
-    n_out = jnp.asarray(size_out, jnp.float32)
-    source = jnp.arange(size_out, dtype=jnp.float32) * ((n_in - 1) / jnp.maximum(n_out - 1, 1))
-    low = jnp.clip(jnp.floor(source).astype(jnp.int32), 0, x.shape[axis] - 1)
-    high = jnp.minimum(low + 1, x.shape[axis] - 1)
-    shape = [1] * x.ndim
-    shape[axis] = size_out
-    frac = (source - low).reshape(shape)
-    blended = (jnp.take(x, low, axis=axis).astype(jnp.float32) * (1.0 - frac)
-               + jnp.take(x, high, axis=axis).astype(jnp.float32) * frac)
-    return blended.astype(x.dtype)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def upsample_align_corners(x: jax.Array, factor: int = 2) -> jax.Array:
-    """Bilinear resize of (B, H, W, C) by `factor` with align_corners=True semantics (the
-    authors' upsampling; `jax.image.resize` aligns pixel centres instead).
-
-    The forward gathers and blends each output's two neighbours per axis; the backward is
-    the transpose of the same map written with the interpolation matrices. On CPU both are
-    3-4x faster than the matrix form's forward (docs/benchmarks.md, "Convolutions on CPU").
-    """
-    _, h, w, _ = x.shape
-    return _lerp_axis(_lerp_axis(x, 1, h * factor), 2, w * factor)
-
-
-def _upsample_fwd(x, factor):
-    return upsample_align_corners(x, factor), x
-
-
-def _upsample_bwd(factor, x, cotangent):
-    _, transpose = jax.vjp(lambda v: _upsample_matmul(v, factor), x)
-    return transpose(cotangent)
-
-
-upsample_align_corners.defvjp(_upsample_fwd, _upsample_bwd)
 
 
 def _conv3x3(features: int, name: str, dtype: Any) -> nn.Conv:

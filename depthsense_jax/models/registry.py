@@ -31,7 +31,8 @@ DEFAULT_FAMILY = "depthnet"
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Built-in families: imported when first asked for, so that importing the registry builds
 # nothing.
-_BUILTIN = {"depthnet": "depthsense_jax.models.depthnet"}
+_BUILTIN = {"depthnet": "depthsense_jax.models.depthnet",
+            "depth_anything": "depthsense_jax.models.depth_anything"}
 _FAMILIES: dict[str, ModelFamily] = {}
 
 
@@ -44,6 +45,18 @@ class CheckpointReader:
     name: str
     matches: Callable[[str], bool]
     read: Callable[[str], tuple[ml_collections.ConfigDict, dict]]
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderLayers:
+    """The depth order of an encoder's parameters, for layer-wise learning-rate decay
+    (`optimizer.layer_decay`): `index(path)` is the layer, 0 (the input end, e.g. the
+    embeddings) to `num_layers` (the output end, e.g. a final norm), of the parameter at
+    `path`, the tuple of keys from the top of params (("encoder", "blocks_3", "attn",
+    "qkv", "kernel")); it is asked only of paths under the family's `encoder` entries."""
+
+    num_layers: int
+    index: Callable[[tuple[str, ...]], int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +86,10 @@ class ModelFamily:
     torch_peer: config.model -> the same architecture in plain PyTorch (a torch.nn.Module,
       (B, 3, H, W) images in [0, 1] -> (B, H, W)) that `speed model --compare` times; None:
       no peer.
+    encoder_layers: config.model -> `EncoderLayers`, the layer of each encoder parameter:
+      with `optimizer.layer_decay` = d < 1, layer k of num_layers L learns at
+      encoder_lr_multiplier * d ** (L - k) of the rate (BEiT, DINOv2). None: the family
+      has no layer order and layer_decay must stay 1.
     """
 
     name: str
@@ -87,6 +104,7 @@ class ModelFamily:
     onnx: Callable[[Any, str, ml_collections.ConfigDict], str] | None = None
     describe: Callable[[ml_collections.ConfigDict], str] | None = None
     torch_peer: Callable[[ml_collections.ConfigDict], Any] | None = None
+    encoder_layers: Callable[[ml_collections.ConfigDict], EncoderLayers] | None = None
 
     def __post_init__(self):
         if "dtype" not in self.config_keys:

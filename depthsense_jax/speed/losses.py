@@ -37,21 +37,24 @@ class LossTiming:
     references: list[Reference] = dataclasses.field(default_factory=list)
 
 
-def make_batch(batch: int, size: int, seed: int = 0) -> dict[str, np.ndarray]:
+def make_batch(batch: int, size: int, seed: int = 0,
+               width: int | None = None) -> dict[str, np.ndarray]:
     """A deterministic benchmark batch: smooth random depth with a step, a textured image
     that follows it, a mask with an invalid band, and a noisy prediction.
 
-    Returns image (B, S, S, 3) float32 in [0, 1], depth and pred (B, S, S) float32, mask bool.
+    Returns image (B, S, W, 3) float32 in [0, 1], depth and pred (B, S, W) float32, mask
+    bool; W = `width`, default S.
     """
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    depth = np.empty((batch, size, size), np.float32)
+    width = width or size
+    yy, xx = np.mgrid[0:size, 0:width].astype(np.float32) / max(size, width)
+    depth = np.empty((batch, size, width), np.float32)
     for b in range(batch):
         a, c, f = rng.uniform(0.2, 1.0, 3)
         depth[b] = 0.2 + 0.5 * (a * yy + c * xx) / 2 + 0.2 * (xx > f * 0.8) * (yy > 0.3)
-    texture = rng.uniform(0, 1, (batch, size, size, 3)).astype(np.float32)
+    texture = rng.uniform(0, 1, (batch, size, width, 3)).astype(np.float32)
     image = np.clip(0.6 * depth[..., None] + 0.4 * texture, 0, 1).astype(np.float32)
-    mask = np.ones((batch, size, size), bool)
+    mask = np.ones((batch, size, width), bool)
     mask[:, : size // 10] = False  # a "sky" band
     pred = depth + rng.normal(0, 0.1, depth.shape).astype(np.float32)
     return {"image": image, "depth": depth, "mask": mask, "pred": pred}

@@ -33,6 +33,7 @@ class ModelTiming:
     train_step_flops: float | None  # one training step of the whole batch
     device_kind: str
     references: list[Reference] = dataclasses.field(default_factory=list)
+    width: int | None = None  # None: size (square inputs)
 
     @property
     def forward_images_per_s(self) -> float:
@@ -60,14 +61,17 @@ def bench_model(
     warmup: int = 3,
     compare: bool = False,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr, flush=True),
+    width: int | None = None,
 ) -> ModelTiming:
     """Time inference (eval-mode forward) and the training step of `depthsense train` (the
     config's combined loss, gradients of all params, BatchNorm in train mode, the optimizer
-    update) at `batch` x `size` x `size` on one device."""
+    update) at `batch` x `size` x `width` (default `size`) on one device."""
     family = registry.family_of(config.model)
-    if size % family.stride:
-        raise ValueError(f"--size must be a multiple of the model's stride {family.stride}, "
-                         f"got {size}")
+    width = width or size
+    for name, value in (("--size", size), ("--width", width)):
+        if value % family.stride:
+            raise ValueError(f"{name} must be a multiple of the model's stride "
+                             f"{family.stride}, got {value}")
     config = config.copy_and_resolve_references()
     config.batch_size, config.image_size = batch, size
     mesh = sharding.make_data_mesh(jax.devices()[:1])
@@ -77,7 +81,7 @@ def bench_model(
     total_steps = config.num_epochs * config.steps_per_epoch or 10 * (repeats + warmup) + 10
     model, train_state = state_lib.build_state(config, total_steps=total_steps)
     train_state = jax.device_put(train_state, sharding.replicated(mesh))
-    data = make_batch(batch, size)
+    data = make_batch(batch, size, width=width)
     data.pop("pred")
     global_batch = sharding.global_batch(data, mesh)
     key = jax.random.PRNGKey(1)
@@ -86,7 +90,7 @@ def bench_model(
         model, family, config.loss.weights, config.loss.options, mesh,
         freeze_encoder=state_lib.encoder_frozen(config.optimizer))
 
-    log(f"[speed] {config_name}: compiling forward and training step at {batch}x{size}x{size}")
+    log(f"[speed] {config_name}: compiling forward and training step at {batch}x{size}x{width}")
     forward, forward_compile_s = timing.compile_timed(
         lambda v, x: registry.infer(model, v, x), variables, global_batch["image"])
     forward_flops = timing.lowered_flops(lambda v, x: registry.infer(model, v, x), variables,
@@ -114,16 +118,20 @@ def bench_model(
         forward_flops=forward_flops,
         train_step_flops=flops,
         device_kind=jax.devices()[0].device_kind,
+        width=width if width != size else None,
     )
     if compare:
-        result.references.extend(_torch_references(config, data, repeats, warmup, result, log))
+        # The trained state's variables: the step donated the first ones.
+        result.references.extend(_torch_references(config, data, repeats, warmup, result, log,
+                                                    steps.variables_of(holder["state"])))
     return result
 
 
 def _torch_references(config, data, repeats, warmup, result: ModelTiming,
-                      log) -> list[Reference]:
+                      log, variables) -> list[Reference]:
     """The same architecture in PyTorch eager, timed in this run in its default layout and
-    in channels_last (oneDNN's preferred one); the faster is the yardstick."""
+    in channels_last (oneDNN's preferred one); the faster is the yardstick. A peer that can
+    take our variables (`load_variables`) runs the same weights."""
     family = registry.family_of(config.model)
     if family.torch_peer is None:
         raise ValueError(f"--compare: the {family.name} model family has no PyTorch peer")
@@ -131,6 +139,8 @@ def _torch_references(config, data, repeats, warmup, result: ModelTiming,
     references = []
     for layout in ("contiguous", "channels_last"):
         net = family.torch_peer(config.model)
+        if hasattr(net, "load_variables"):
+            net.load_variables(jax.device_get(variables))
         images = torch.tensor(data["image"]).permute(0, 3, 1, 2).contiguous()
         if layout == "channels_last":
             net = net.to(memory_format=torch.channels_last)
@@ -165,7 +175,8 @@ def format_table(t: ModelTiming) -> str:
     dev = jax.devices()[0]
     lines = [
         f"{t.config}: {t.model} ({t.params / 1e6:.1f}M params), "
-        f"{t.dtype}, batch {t.batch}, {t.size}x{t.size}, on {dev.platform} ({t.device_kind})",
+        f"{t.dtype}, batch {t.batch}, {t.size}x{t.width or t.size}, on {dev.platform} "
+        f"({t.device_kind})",
         f"  compile                 {t.compile_s:8.1f} s",
         f"  forward (inference)     {t.forward_ms:8.1f} ms/batch  {t.forward_images_per_s:8.1f} "
         "images/s",

@@ -62,31 +62,87 @@ def encoder_frozen(opt: ml_collections.ConfigDict) -> bool:
     return opt.get("encoder_lr_multiplier", 1.0) == 0
 
 
+def _keys(path) -> tuple[str, ...]:
+    """A jax tree path as the tuple of its dict keys (attribute names, indices) as str."""
+    return tuple(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def encoder_rate_factors(opt: ml_collections.ConfigDict, encoder: Sequence[str] = (),
+                         encoder_layers: registry.EncoderLayers | None = None
+                         ) -> dict[int, float] | float:
+    """The encoder's learning rate as a fraction of the rest's, checked: one float
+    (`opt.encoder_lr_multiplier`) without layer decay, else {layer k: multiplier *
+    layer_decay ** (num_layers - k)} for k = 0..num_layers."""
+    multiplier = opt.get("encoder_lr_multiplier", 1.0)
+    if not 0 <= multiplier:
+        raise ValueError(f"config.optimizer.encoder_lr_multiplier must be >= 0, got {multiplier}")
+    decay = opt.get("layer_decay", 1.0)
+    if not 0 < decay <= 1:
+        raise ValueError(f"config.optimizer.layer_decay must be in (0, 1] (1 = off), got {decay}")
+    if (multiplier != 1 or decay != 1) and not encoder:
+        option = "encoder_lr_multiplier" if multiplier != 1 else "layer_decay"
+        raise ValueError(f"config.optimizer.{option} is set, but this model family names no "
+                         "encoder")
+    if decay == 1:
+        return multiplier
+    if encoder_layers is None:
+        raise ValueError(f"config.optimizer.layer_decay={decay}, but this model family gives "
+                         "its encoder no layer order (ModelFamily.encoder_layers); use 1")
+    top = int(encoder_layers.num_layers)
+    return {k: multiplier * decay ** (top - k) for k in range(top + 1)}
+
+
 def make_optimizer(
-    opt: ml_collections.ConfigDict, total_steps: int, encoder: Sequence[str] = ()
+    opt: ml_collections.ConfigDict, total_steps: int, encoder: Sequence[str] = (),
+    encoder_layers: registry.EncoderLayers | None = None,
 ) -> optax.GradientTransformation:
     """AdamW (or SGD with Nesterov momentum) on `make_schedule`, global-norm clipping and
     optional gradient accumulation (`opt.accumulate` > 1 micro-batches per update).
 
     `opt.encoder_lr_multiplier` scales the learning rate of the params' top-level entries
     named in `encoder` (the model family's encoder; optax.multi_transform, those against
-    the rest); 0 freezes them (no update, no weight decay)."""
+    the rest); 0 freezes them (no update, no weight decay). `opt.layer_decay` = d < 1
+    scales it further by d ** (L - k) for a parameter of layer k of `encoder_layers` (the
+    family's `EncoderLayers`, L its num_layers: the encoder's output end keeps the
+    multiplier, each layer below learns d times slower; BEiT, DINOv2). The weight decay of
+    AdamW scales with each group's rate, as in those papers' parameter groups."""
     schedule = make_schedule(opt, total_steps)
-    multiplier = opt.get("encoder_lr_multiplier", 1.0)
-    if not 0 <= multiplier:
-        raise ValueError(f"config.optimizer.encoder_lr_multiplier must be >= 0, got {multiplier}")
+    factors = encoder_rate_factors(opt, encoder, encoder_layers)
     base = _base_optimizer(opt, schedule)
-    if multiplier != 1:
-        if not encoder:
-            raise ValueError("config.optimizer.encoder_lr_multiplier is set, but this model "
-                             "family names no encoder")
-        encoder_tx = (optax.set_to_zero() if multiplier == 0 else
-                      _base_optimizer(opt, lambda count: multiplier * schedule(count)))
+    if factors == 1:
+        tx = base
+    else:
         names = frozenset(encoder)
-        base = optax.multi_transform(
-            {"encoder": encoder_tx, "rest": base},
-            lambda params: {k: "encoder" if k in names else "rest" for k in params})
-    tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), base)
+
+        def scaled(factor: float) -> optax.GradientTransformation:
+            if factor == 0:
+                return optax.set_to_zero()
+            return _base_optimizer(opt, lambda count: factor * schedule(count))
+
+        def label(path, _leaf) -> str:
+            keys = _keys(path)
+            if keys[0] not in names:
+                return "rest"
+            if not isinstance(factors, dict):
+                return "encoder"
+            try:
+                layer = int(encoder_layers.index(keys))
+            except (KeyError, ValueError, IndexError) as e:
+                raise ValueError(f"the model family gives encoder parameter "
+                                 f"{'/'.join(keys)} no layer ({e!r})") from None
+            if layer not in factors:
+                raise ValueError(f"encoder parameter {'/'.join(keys)} is in layer {layer}, "
+                                 f"outside 0..{encoder_layers.num_layers}")
+            return f"layer_{layer}"
+
+        transforms = {"rest": base}
+        if isinstance(factors, dict):
+            transforms.update({f"layer_{k}": scaled(f) for k, f in factors.items()})
+        else:
+            transforms["encoder"] = scaled(factors)
+        tx = optax.multi_transform(
+            transforms, lambda params: jax.tree_util.tree_map_with_path(label, params))
+    tx = optax.chain(optax.clip_by_global_norm(opt.clip_norm), tx)
     if opt.accumulate > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=opt.accumulate)
     return tx
@@ -120,6 +176,7 @@ def build_state(config: ml_collections.ConfigDict, total_steps: int):
     and the optimizer for a run of `total_steps` steps (what resuming a run restores
     into)."""
     model, variables = initial_variables(config)
-    tx = make_optimizer(config.optimizer, total_steps,
-                        registry.family_of(config.model).encoder)
+    family = registry.family_of(config.model)
+    tx = make_optimizer(config.optimizer, total_steps, family.encoder,
+                        family.encoder_layers(config.model) if family.encoder_layers else None)
     return model, create_train_state(model, variables, tx)
