@@ -5,15 +5,12 @@ own check. Random weights at a healthy scale; within 1e-4 of the output range.""
 
 from __future__ import annotations
 
-import os
-import re
-
 import jax
 import numpy as np
 import pytest
 from flax import traverse_util
 
-from depthsense_jax import export, inference, onnx_export
+from depthsense_jax import onnx_export
 from depthsense_jax.models import depth_anything_io, registry
 
 ort = pytest.importorskip("onnxruntime")
@@ -104,16 +101,7 @@ def test_the_graph_predicts_as_the_flax_model(mode, variables, live):
                 f"range {span:.3g}")
 
 
-@pytest.mark.slow
-def test_export_all_checks_the_onnx_graph(variables, tmp_path):
-    model = inference.LoadedModel(_config("dinov2"), variables, 518)
-    lines = []
-    report = export.export_all(str(tmp_path), model, formats=("onnx",), log=lines.append)
-    assert "model.onnx" in report and "28x42, 42x28" in lines[0]
-    assert float(re.search(r"max \|diff\| (\S+) at", lines[0]).group(1)) <= 1e-4
-    session = onnx_export.load_onnx(os.path.join(str(tmp_path), "model.onnx"))
-    assert session.run(None, {"images": np.zeros((1, 56, 70, 3), np.float32)})[0].shape == (
-        1, 56, 70)
+# export_all's ONNX check on this family: tests/test_depth_anything_commands.py.
 
 
 def test_at_the_checkpoints_grid_the_dinov2_scales_are_exactly_one(variables):
