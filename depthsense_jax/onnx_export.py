@@ -29,6 +29,7 @@ from depthsense_jax.models import registry
 
 OPSET = 17  # Resize with align_corners (>= 11) and Squeeze's axes input (>= 13); TensorRT 8.6+
 BN_EPSILON = 1e-5
+ONNX_FILE = "model.onnx"
 
 
 def _require(module: str, what: str):
@@ -153,16 +154,53 @@ def build_model(model_config, variables: dict, opset: int = OPSET):
 
 def export_onnx(out_dir: str, model_config, variables: dict, opset: int = OPSET) -> str:
     """Write DIR/model.onnx (see `build_model`); returns its path."""
-    path = storage.join(out_dir, "model.onnx")
+    path = storage.join(out_dir, ONNX_FILE)
     storage.write_bytes(path, build_model(model_config, variables, opset).SerializeToString())
     return path
 
 
-def load_onnx(path: str, threads: int | None = None):
-    """An onnxruntime CPU session of a model.onnx: `session.run(None, {"images": x})[0]`."""
+def load_onnx(model, threads: int | None = None):
+    """An onnxruntime CPU session of a graph: a model.onnx path (local or URL), its bytes or
+    an onnx.ModelProto. `session.run(None, {"images": x})[0]`."""
     ort = require_onnxruntime()
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    model = storage.read_bytes(path) if storage.is_url(path) else path
+    if isinstance(model, str) and storage.is_url(model):
+        model = storage.read_bytes(model)
+    elif not isinstance(model, str | bytes):
+        model = model.SerializeToString()
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def graph_model_config(model) -> dict | None:
+    """The model.json fields an onnx.ModelProto's metadata holds (None when it has none)."""
+    props = {p.key: p.value for p in model.metadata_props}
+    return json.loads(props["model.json"]) if "model.json" in props else None
+
+
+def beside(params: str | None) -> str | None:
+    """PARAMS/model.onnx when `params` is a folder (an export) that has one, else None."""
+    if not params or not storage.isdir(params):
+        return None
+    path = storage.join(params, ONNX_FILE)
+    return path if storage.isfile(path) else None
+
+
+def runtime_session(model_config, variables: dict, onnx_file: str | None = None,
+                    threads: int | None = None):
+    """An onnxruntime CPU session that runs the model: the graph of `onnx_file` (an
+    export's model.onnx; its metadata must describe the same model as `model_config`) or,
+    without one, the graph built in memory from `variables`. float32 whatever the training
+    dtype."""
+    if onnx_file is None:
+        return load_onnx(build_model(model_config, variables), threads)
+    onnx = require_onnx()
+    graph = onnx.load_from_string(storage.read_bytes(onnx_file))
+    theirs, mine = graph_model_config(graph), params_io.model_config_dict(model_config)
+    # The training dtype does not change the graph (always float32).
+    if theirs is None or {k: v for k, v in theirs.items() if k != "dtype"} != {
+            k: v for k, v in mine.items() if k != "dtype"}:
+        raise ValueError(f"{onnx_file} describes another model ({theirs}) than the params "
+                         f"({mine}): export it again (depthsense export --formats onnx)")
+    return load_onnx(graph, threads)

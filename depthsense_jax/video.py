@@ -29,7 +29,7 @@ import numpy as np
 
 from depthsense_jax import storage, viz
 from depthsense_jax.inference import LoadedModel, Predictor, model_input, to_png16
-from depthsense_jax.losses.scale_shift import apply_scale_shift, fit_scale_shift
+from depthsense_jax.losses.scale_shift import robust_fit_scale_shift
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv",
                   ".flv", ".3gp", ".ts")
@@ -65,20 +65,10 @@ def init_state(height: int, width: int) -> StabilizerState:
 
 def robust_scale_shift(pred: jax.Array, reference: jax.Array, weights: jax.Array,
                        steps: int = IRLS_STEPS) -> tuple[jax.Array, jax.Array]:
-    """(a, b) with a * pred + b ~ reference over `weights` (h, w) in [0, 1]: least squares
-    (`losses.fit_scale_shift`, weighted) reweighted `steps` times by Cauchy weights
-    1 / (1 + (res / 2.385 s)^2), s the robust (median-based) scale of the residuals.
-    a >= 0 is not enforced here."""
-    pred, reference, weights = pred[None], reference[None], weights[None]
-    a, b = fit_scale_shift(pred, reference, weights)
-    for _ in range(steps):
-        res = apply_scale_shift(pred, a, b) - reference
-        # The residuals' scale: 1.4826 x their median absolute value over the counted pixels
-        # (a mean would be dragged by the very outliers the weights are to shed).
-        sigma = 1.4826 * jnp.nanmedian(jnp.where(weights > 0, jnp.abs(res), jnp.nan))
-        sigma = jnp.nan_to_num(sigma) + 1e-12 * (jnp.abs(b[0]) + jnp.abs(a[0]) + 1.0)
-        a, b = fit_scale_shift(pred, reference,
-                               weights / (1.0 + (res / (2.385 * sigma)) ** 2))
+    """(a, b) with a * pred + b ~ reference over `weights` (h, w) in [0, 1]: the package's
+    robust fit (`losses.scale_shift.robust_fit_scale_shift`: least squares reweighted
+    `steps` times by Cauchy weights) on one frame. a >= 0 is not enforced here."""
+    a, b = robust_fit_scale_shift(pred[None], reference[None], weights[None], steps=steps)
     return a[0], b[0]
 
 

@@ -326,3 +326,98 @@ def gcs(tmp_path_factory):
         for process in (server, proxy):
             process.terminate()
             process.wait(timeout=10)
+
+
+# The tiny Depth Anything every cross-family test shares: width 32, 4 blocks, 2 heads, all
+# four blocks to the head, on a 4x4 position grid (56 px): compiles in seconds.
+TINY_DEPTH_ANYTHING = dict(embed_dim=32, depth=4, num_heads=2, features=16,
+                           out_channels=[8, 16, 32, 32], layers=[0, 1, 2, 3], pos_grid=4)
+
+
+def _healthy_depth_anything(model_config, seed: int = 0) -> dict:
+    """Random variables for a Depth Anything at a trained model's scale, without torch (the
+    default init gives a near-constant map that the final ReLU zeroes, and its zero biases
+    and near-zero tokens would hide a dropped bias or embedding): kernels N(0, 1/fan_in),
+    biases N(0, 0.1), norm scales 1 + N(0, 0.1), LayerScale 0.5 + N(0, 0.1), tokens and
+    position embeddings N(0, 0.5); the last bias set so that ~60% of the pixels of a random
+    56x70 image are > 0. Drawn in NumPy on the variable shapes: compiling the random
+    initialisers of `module.init` would take far longer than the test using them."""
+    import jax
+    import jax.numpy as jnp
+
+    from depthsense_jax.models import registry
+
+    module = registry.build(model_config)
+    shapes = registry.variable_shapes(model_config)
+    rng = np.random.default_rng(seed)
+
+    def draw(path, s):
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        noise = rng.standard_normal(s.shape)
+        if name.endswith(("cls_token", "pos_embed", "mask_token")):
+            value = 0.5 * noise
+        elif name.endswith(("ls1", "ls2")):
+            value = 0.5 + 0.1 * noise
+        elif name.endswith("scale"):
+            value = 1 + 0.1 * noise
+        elif name.endswith("bias"):
+            value = 0.1 * noise
+        else:
+            value = noise * float(np.prod(s.shape[:-1])) ** -0.5
+        return value.astype(np.float32)
+
+    variables = jax.tree_util.tree_map_with_path(draw, shapes)
+    head = variables["params"]["head"]["output_conv3"]
+    head["bias"] = np.zeros_like(head["bias"])
+    images = jnp.asarray(rng.uniform(0, 1, (1, 56, 70, 3)), jnp.float32)
+    infer = jax.jit(lambda v, x: registry.infer(module, v, x))
+    # The pre-ReLU output is relu(z) - relu(-z): once as is, once with the last conv negated.
+    negated = jax.tree.map(lambda x: x, variables)
+    negated["params"]["head"]["output_conv3"] = {k: -v for k, v in head.items()}
+    z = np.asarray(infer(variables, images)) - np.asarray(infer(negated, images))
+    head["bias"] = head["bias"] - np.float32(np.quantile(z, 0.4))
+    return variables
+
+
+@pytest.fixture(scope="session")
+def healthy_depth_anything():
+    """healthy_depth_anything(model_config, seed=0) -> variables: see `_healthy_depth_anything`."""
+    return _healthy_depth_anything
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyModels:
+    """Export folders (model.json + params.msgpack) of a tiny model of each family, with the
+    weights of a trained model's scale: `paths[family]`, `loaded(family)`."""
+
+    paths: dict
+
+    def loaded(self, family: str):
+        from depthsense_jax import inference
+
+        return inference.load_model(params=self.paths[family])
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, trained) -> TinyModels:
+    """One tiny model per family, as export folders, built once per session and shared
+    read-only: "depthnet" is the trained run's export, "depth_anything" a random healthy
+    TINY_DEPTH_ANYTHING (image_size 56)."""
+    from depthsense_jax import inference, params_io
+    from depthsense_jax.models import depth_anything_io
+
+    root = _shared_dir(tmp_path_factory) / "tiny_models"
+    paths = {"depthnet": str(root / "depthnet"), "depth_anything": str(root / "depth_anything")}
+    with FileLock(str(root) + ".lock"):
+        if not (root / "done").exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            model = inference.load_model(workdir=trained.workdir)
+            params_io.write_model_json(paths["depthnet"], model.model_config, model.image_size)
+            params_io.save_msgpack(paths["depthnet"], model.variables)
+            config = depth_anything_io.model_config_for(
+                **TINY_DEPTH_ANYTHING, pos_interpolation="transformers")
+            params_io.write_model_json(paths["depth_anything"], config, 56)
+            params_io.save_msgpack(paths["depth_anything"], _healthy_depth_anything(config))
+            (root / "done").write_text("")
+    return TinyModels(paths)

@@ -27,10 +27,9 @@ def _config(dtype="float32", mode="dinov2"):
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    module = registry.build(_config())
-    variables = jax.jit(module.init)(jax.random.PRNGKey(0), jnp.zeros((1, 56, 56, 3)))
-    return module, variables
+def tiny(healthy_depth_anything):
+    config = _config()
+    return registry.build(config), healthy_depth_anything(config)
 
 
 def _infer(module, variables, x):

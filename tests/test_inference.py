@@ -289,5 +289,5 @@ def test_jax_export_for_accelerators_from_a_cpu_machine(tiny, export_dir, tmp_pa
     assert tuple(exported.platforms) == ("cpu", "cuda", "tpu")
     x = np.random.default_rng(5).random((1, 64, 64, 3), dtype=np.float32)
     np.testing.assert_allclose(np.asarray(exported.call(x)), _apply(*tiny, x), atol=1e-5)
-    assert cli.main(["export", "--params", export_dir, "--out", out, "--formats", "tflite"]) == 2
+    assert cli.main(["export", "--params", export_dir, "--out", out, "--formats", "coreml"]) == 2
     assert "unknown export format" in capsys.readouterr().err

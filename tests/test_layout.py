@@ -19,8 +19,8 @@ LAYERS = [
     ("data", ["data"]),
     ("params_io", ["params_io"]),
     ("train", ["train"]),
-    ("inference", ["inference", "video"]),
-    ("export", ["onnx_export", "export"]),
+    ("inference", ["metric", "pointcloud", "onnx_export", "inference", "video"]),
+    ("export", ["quantize", "tflite_export", "export"]),
     ("evaluation", ["evaluation"]),
     ("speed", ["speed"]),
     ("demo", ["demo"]),
@@ -203,7 +203,8 @@ def test_no_stray_files_at_the_top_of_the_package():
     allowed = {"__init__.py", "_checks.py", "runtime.py", "_reduce.py", "_xla.py", "_tf.py",
                "errors.py", "storage.py", "viz.py", "workdir.py", "config.py", "sampling.py",
                "metrics.py", "evaluator.py", "params_io.py", "inference.py", "video.py",
-               "export.py", "onnx_export.py", "demo.py"}
+               "metric.py", "pointcloud.py",
+               "export.py", "onnx_export.py", "quantize.py", "tflite_export.py", "demo.py"}
     files = {p.name for p in PACKAGE.glob("*.py")}
     assert files <= allowed, files - allowed
     assert not os.path.exists(PACKAGE / "torch_reference.py")

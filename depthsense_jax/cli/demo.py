@@ -13,7 +13,8 @@ def _demo(args: argparse.Namespace) -> int:
     examples = inference.expand_inputs(args.examples) if args.examples else None
     model = inference.load_model(args.workdir, args.params, args.checkpoint, None, log=print)
     demo.launch(model, size=args.size, examples=examples,
-                max_pixels=args.max_pixels or demo.MAX_PIXELS, host=args.host, port=args.port)
+                max_pixels=args.max_pixels or demo.MAX_PIXELS, host=args.host, port=args.port,
+                queue_size=args.queue_size or demo.QUEUE_SIZE)
     return 0
 
 
@@ -24,7 +25,8 @@ def add(commands) -> None:
         description="Serve a web page (Gradio, the [demo] extra) where a photo is uploaded and "
         "shown next to its relative depth colour map (bright = near), with the depth to "
         "download as a 16-bit PNG and as float32 .npy. The model is compiled once at start; "
-        "requests run one at a time.")
+        "requests run one at a time, and those beyond --queue-size waiting are refused as "
+        "busy.")
     demo.add_argument("--host", default="127.0.0.1",
                       help="address to serve on (default 127.0.0.1: this machine only; "
                       "0.0.0.0 serves the network)")
@@ -39,4 +41,7 @@ def add(commands) -> None:
     # import JAX for every `depthsense --help`.
     demo.add_argument("--max-pixels", type=positive_int,
                       help="photos with more pixels are refused (default 40,000,000)")
+    demo.add_argument("--queue-size", type=positive_int,
+                      help="requests that may wait for the model; one more is told the queue "
+                      "is full (default 32)")
     demo.set_defaults(func=_demo)

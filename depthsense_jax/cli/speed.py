@@ -1,4 +1,4 @@
-"""`depthsense speed losses|model|train|input|render` (old name: `bench`)."""
+"""`depthsense speed losses|model|train|input|render|runtimes` (old name: `bench`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from depthsense_jax.cli.common import (
     data_parent,
     load_config,
     load_data_config,
+    model_source_parent,
     positive_int,
     renamed,
 )
@@ -83,6 +84,31 @@ def _render(args: argparse.Namespace) -> int:
     which = f"families {','.join(families)}" if families else "the first layout (config 160)"
     print(f"synthetic renderer: {rate:.1f} images/s at {args.size}x{args.size} "
           f"({args.num} scenes, {which})")
+    return 0
+
+
+def _runtimes(args: argparse.Namespace) -> int:
+    from depthsense_jax import inference
+    from depthsense_jax.speed import runtimes
+
+    model = inference.load_model(args.workdir, args.params, args.checkpoint, log=print)
+    sizes = []
+    for item in comma_list(args.sizes):
+        if item == "train":
+            from depthsense_jax import export
+
+            sizes.append(export.train_size(model))
+        elif item.isdigit() and int(item) > 0:
+            sizes.append(int(item))
+        else:
+            raise ValueError(f"--sizes: 'train' or positive sides in pixels, got {item!r}")
+    rows = runtimes.bench_runtimes(model, sizes, batch=args.batch, repeats=args.repeats,
+                                   warmup=args.warmup, scenes=args.scenes,
+                                   only=comma_list(args.only) if args.only else None)
+    print(runtimes.format_table(rows, model, args.batch, args.scenes))
+    _write_json(args, rows, workdir=args.workdir, params=args.params, sizes=sizes,
+                batch=args.batch, repeats=args.repeats, warmup=args.warmup,
+                scenes=args.scenes)
     return 0
 
 
@@ -174,6 +200,31 @@ def add(commands) -> None:
     inputs.add_argument("--warmup", type=positive_int, default=5, help="untimed batches")
     json_option(inputs)
     inputs.set_defaults(func=_input)
+
+    rt = kinds.add_parser(
+        "runtimes", parents=[model_source_parent()],
+        help="a trained model in JAX, onnxruntime fp32/fp16/INT8, LiteRT and PyTorch: images/s "
+        "and accuracy",
+        description="Run one trained model in every runtime on this CPU (JAX jit; onnxruntime "
+        "with our ONNX graph in float32, float16 and INT8; LiteRT; PyTorch with the same "
+        "weights) at each size: images/s, the difference from the float32 JAX output, and "
+        "WHDR and AbsRel (after scale-and-shift alignment) on rendered validation scenes and "
+        "on the Middlebury Aloe photo (Debian's opencv-doc). Prints a Markdown table.")
+    rt.add_argument("--sizes", default="train,384",
+                    help="comma-separated square sides: 'train' (the training image_size) or "
+                    "pixels, rounded to the model's stride (default train,384)")
+    rt.add_argument("--batch", type=positive_int, default=1,
+                    help="images per timed run (default 1)")
+    rt.add_argument("--repeats", type=positive_int, default=10,
+                    help="timed runs; the median is reported (default 10)")
+    rt.add_argument("--warmup", type=positive_int, default=2, help="untimed runs (default 2)")
+    rt.add_argument("--scenes", type=positive_int, default=32,
+                    help="rendered validation scenes per size for the accuracy (default 32)")
+    rt.add_argument("--only", metavar="NAMES",
+                    help="comma-separated runtime name prefixes (e.g. onnxruntime,PyTorch); "
+                    "the float32 JAX reference always runs")
+    json_option(rt)
+    rt.set_defaults(func=_runtimes)
 
     render = kinds.add_parser(
         "render", help="images/s of the synthetic scene renderer",

@@ -29,7 +29,7 @@ def _zero_shot(args: argparse.Namespace) -> int:
         args.dataset, args.data_dir, model=model, predictions_dir=args.predictions,
         prediction_kind=args.prediction_kind, size=args.size, align=args.align,
         space=args.space, crop=args.crop, limit=args.limit, split_file=args.split_file,
-        batch_size=args.batch)
+        batch_size=args.batch, fit=args.fit)
     print(zero_shot.format_table(report))
     if args.json:
         zero_shot.write_json(args.json, report)
@@ -69,6 +69,11 @@ def add(commands) -> None:
                         default="disparity",
                         help="where the scale and shift are fitted (default disparity, as "
                         "MiDaS; depth for depth predictions, as Marigold; scale: a scale only)")
+    parser.add_argument("--fit", choices=["lstsq", "robust"], default="lstsq",
+                        help="how the scale and shift are fitted: least squares (the default, "
+                        "MiDaS's protocol) or robust (least squares reweighted by Cauchy "
+                        "weights, which a few grossly wrong pixels barely move; the fit of "
+                        "`predict --metric-from`)")
     parser.add_argument("--space", choices=["depth", "disparity"], default="depth",
                         help="where the errors are measured: depth (MiDaS; the default) or "
                         "disparity (how Depth Anything reports AbsRel and delta1)")

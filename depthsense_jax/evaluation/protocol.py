@@ -11,6 +11,9 @@ Alignment (`align`):
                choice); clamped to [min_depth, max_depth].
   "scale"      a scale only, in the prediction's own space (for predictions whose shift is
                known to be 0).
+The scale and shift are fitted (`fit`) by least squares ("lstsq", MiDaS's; the default) or
+by its Cauchy-reweighted form ("robust", `losses.scale_shift.robust_fit_scale_shift`, the
+fit of metric depth from known points), which a few grossly wrong pixels barely move.
 Errors are then measured on depth (`space="depth"`, MiDaS) or on disparity
 (`space="disparity"`: Depth Anything reports its AbsRel and delta1 there, LiheYoung/
 Depth-Anything#174).
@@ -25,11 +28,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from depthsense_jax import metrics
-from depthsense_jax.losses.scale_shift import align_scale_shift, apply_scale_shift
+from depthsense_jax.losses.scale_shift import (
+    align_scale_shift,
+    apply_scale_shift,
+    robust_fit_scale_shift,
+)
 
 ALIGNS = ("disparity", "depth", "scale")
 SPACES = ("depth", "disparity")
 PREDICTION_KINDS = ("disparity", "depth")
+FITS = ("lstsq", "robust")
 # Evaluation crops as (top, bottom, left, right) fractions of the ground truth's size.
 CROP_FRACTIONS = {
     "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),  # Garg et al. 2016, KITTI
@@ -56,9 +64,14 @@ def crop_mask(name: str | None, height: int, width: int) -> np.ndarray:
     return mask
 
 
-def check_alignment(align: str, prediction_kind: str, space: str) -> None:
+def check_alignment(align: str, prediction_kind: str, space: str, fit: str = "lstsq") -> None:
     if align not in ALIGNS:
         raise ValueError(f"--align must be one of {ALIGNS}, got {align!r}")
+    if fit not in FITS:
+        raise ValueError(f"--fit must be one of {FITS}, got {fit!r}")
+    if fit == "robust" and align == "scale":
+        raise ValueError("--fit robust fits a scale and a shift; --align scale fits a scale "
+                         "only (use --fit lstsq with it)")
     if prediction_kind not in PREDICTION_KINDS:
         raise ValueError(f"--prediction-kind must be one of {PREDICTION_KINDS}, got "
                          f"{prediction_kind!r}")
@@ -80,16 +93,20 @@ def _scale_only(pred, target, valid):
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
 
 
-@functools.partial(jax.jit, static_argnames=("align", "prediction_kind", "space"))
+@functools.partial(jax.jit, static_argnames=("align", "prediction_kind", "space", "fit"))
 def score_depth(pred: jax.Array, truth: jax.Array, valid: jax.Array, low: jax.Array,
                 high: jax.Array, *, align: str = "disparity", prediction_kind: str = "disparity",
-                space: str = "depth") -> dict[str, jax.Array]:
+                space: str = "depth", fit: str = "lstsq") -> dict[str, jax.Array]:
     """Errors of each image's aligned prediction: {name: (B,) float32} (`metrics.DEPTH_ERRORS`).
 
     pred: (B, H, W) at the ground truth's size, `prediction_kind`-like (relative). truth:
     (B, H, W) depth, positive where `valid`. valid: (B, H, W) bool, the pixels scored (mask,
     crop and cap applied). low, high: (B,) the depth range the aligned estimate is clamped to.
+    fit: "lstsq" or "robust" (see the module's docstring; not with align "scale").
     """
+    if fit not in FITS or (fit == "robust" and align == "scale"):
+        raise ValueError(f"fit={fit!r} with align={align!r}: fit is one of {FITS}, and "
+                         "align 'scale' takes 'lstsq' only")
     pred = jnp.asarray(pred, jnp.float32)
     truth = jnp.asarray(truth, jnp.float32)
     valid = jnp.asarray(valid, bool) & (truth > 0)
@@ -101,6 +118,8 @@ def score_depth(pred: jax.Array, truth: jax.Array, valid: jax.Array, low: jax.Ar
     if align == "scale":
         scale = _scale_only(pred, target, valid)
         aligned = apply_scale_shift(pred, scale, jnp.zeros_like(scale))
+    elif fit == "robust":
+        aligned = apply_scale_shift(pred, *robust_fit_scale_shift(pred, target, valid))
     else:
         aligned = align_scale_shift(pred, target, valid)
     if fit_in == "disparity":

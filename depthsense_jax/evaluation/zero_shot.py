@@ -64,13 +64,14 @@ def metric_names(metric: str) -> tuple[str, ...]:
 @dataclasses.dataclass(frozen=True)
 class Options:
     """How images are scored: the dataset's `Scoring`, the crop in use, and the alignment
-    (`protocol`: align, space, prediction_kind)."""
+    (`protocol`: align, space, prediction_kind, fit)."""
 
     scoring: Scoring
     crop: str | None
     align: str = "disparity"
     space: str = "depth"
     prediction_kind: str = "disparity"
+    fit: str = "lstsq"
 
 
 @dataclasses.dataclass
@@ -182,7 +183,8 @@ def _score_depth(sample: Sample, pred: np.ndarray, options: Options, index: int)
     high = scoring.max_depth if scoring.max_depth is not None else float(truth[valid].max())
     errors = protocol.score_depth(pred[None], truth[None], valid[None], np.float32([low]),
                                   np.float32([high]), align=options.align,
-                                  prediction_kind=options.prediction_kind, space=options.space)
+                                  prediction_kind=options.prediction_kind, space=options.space,
+                                  fit=options.fit)
     # WHDR beside the depth errors: the ordinal score the training log reports.
     inverse = np.where(valid, 1.0 / np.where(valid, truth, 1.0), 0.0).astype(np.float32)
     whdr = _pair_whdr(pred, inverse, valid, index, options.prediction_kind)
@@ -252,29 +254,30 @@ def run(dataset: str, data_dir: str | None, *, model: LoadedModel | None = None,
         predictions_dir: str | None = None, prediction_kind: str = "disparity",
         size: int | None = None, align: str = "disparity", space: str = "depth",
         crop: str | None = None, limit: int | None = None, split_file: str | None = None,
-        batch_size: int = 4, progress: bool = True,
+        batch_size: int = 4, progress: bool = True, fit: str = "lstsq",
         log: Callable[[str], None] = print) -> Report:
     """Score `model` (or the saved predictions in `predictions_dir`) on `dataset`.
 
     crop: the dataset's evaluation crop (default: its own; "none" for no crop). size: the
     short side the model sees (default: its training image_size, else its family's
-    default). limit: the first N images only. See `protocol` for align, space and
-    prediction_kind.
+    default). limit: the first N images only. See `protocol` for align, space,
+    prediction_kind and fit ("lstsq", the default, or "robust").
     """
     if (model is None) == (predictions_dir is None):
         raise ValueError("give exactly one of a model (--workdir / --params) or --predictions")
     if model is not None:
         prediction_kind = "disparity"  # every model family predicts relative inverse depth
-    protocol.check_alignment(align, prediction_kind, space)
+    protocol.check_alignment(align, prediction_kind, space, fit)
     spec, items = registry.benchmark(dataset, data_dir, split_file)
-    options = Options(spec.scoring, resolve_crop(spec, crop), align, space, prediction_kind)
+    options = Options(spec.scoring, resolve_crop(spec, crop), align, space, prediction_kind,
+                      fit)
     items = items[:limit] if limit else items
     predictor = Predictor(model) if model is not None else None
     scoring = spec.scoring
     settings = {
         "dataset": spec.name, "data_dir": data_dir, "metric": scoring.metric,
         "crop": options.crop, "min_depth": scoring.min_depth, "max_depth": scoring.max_depth,
-        "align": align, "space": space, "prediction_kind": prediction_kind,
+        "align": align, "fit": fit, "space": space, "prediction_kind": prediction_kind,
         "source": predictions_dir or "model",
         "size": size or (predictor.default_size if predictor else None),
         "version": __version__, "items": len(items),
@@ -305,7 +308,8 @@ def format_table(report: Report) -> str:
                 if s["skipped"] else "")
              + f"; {s['images_per_s']:.1f} images/s"]
     if report.metric == "depth":
-        lines.append(f"protocol: align {st['align']}, errors in {st['space']}, crop "
+        lines.append(f"protocol: align {st['align']} ({st.get('fit', 'lstsq')} fit), errors "
+                     f"in {st['space']}, crop "
                      f"{st['crop'] or 'none'}, cap {st['min_depth']}..{st['max_depth']}")
         header = f"{'dataset':<12}{'images':>8}{'AbsRel':>9}{'delta1':>9}{'delta2':>9}" \
                  f"{'delta3':>9}{'RMSE':>9}{'%bad':>8}{'WHDR':>9}"

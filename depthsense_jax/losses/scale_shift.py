@@ -41,7 +41,8 @@ def fit_scale_shift(
 ) -> tuple[jax.Array, jax.Array]:
     """Per-image least-squares (s, t) minimising sum over mask of w (s pred + t - target)^2:
     the one scale-and-shift fit of the package (losses, metrics, the zero-shot protocol,
-    video stabilisation).
+    video stabilisation, metric depth from known points; `robust_fit_scale_shift` reweights
+    it).
 
     pred, target: (B, H, W); mask: (B, H, W) bool (w = 1 inside), or float weights w >= 0.
     Returns s, t: (B,) float32. A constant prediction (or fewer than two pixels with weight)
@@ -64,6 +65,51 @@ def fit_scale_shift(
     ok = (count >= 2) & (var_p > _RELATIVE_VARIANCE_FLOOR * (mean_p * mean_p + var_p) + _TINY)
     scale = jnp.where(ok, cov / jnp.where(ok, var_p, 1.0), 0.0)
     return scale, mean_t - scale * mean_p
+
+
+# Robust fit: Cauchy IRLS. 1.4826 turns a median absolute residual into a Gaussian's sigma;
+# 2.385 sigma is the Cauchy constant with 95% efficiency at Gaussian noise. 10 reweightings:
+# 5 shed 20% wrong targets; wrong predictions far outside the others' range (leverage
+# points) take longer (10% of them, 6 random cases: 10 steps recovered 3, 5 steps none),
+# and may keep the fit, started from least squares, in a wrong minimum.
+ROBUST_STEPS = 10
+_MAD_TO_SIGMA = 1.4826
+_CAUCHY_C = 2.385
+
+
+@functools.partial(jax.jit, static_argnames=("steps",))
+def robust_fit_scale_shift(pred: jax.Array, target: jax.Array, mask: jax.Array,
+                           steps: int = ROBUST_STEPS) -> tuple[jax.Array, jax.Array]:
+    """Per-image robust (s, t) with s pred + t ~ target: `fit_scale_shift` reweighted `steps`
+    times by Cauchy weights w / (1 + (r / (2.385 sigma))^2), r the previous fit's residuals
+    and sigma = 1.4826 x their median |r| over the pixels with weight (a median, not a mean:
+    a mean would be dragged by the very outliers the weights are to shed). steps=0 is
+    `fit_scale_shift`.
+
+    pred, target: (B, ...) any trailing shape (pixels, or (B, 1, N) sparse points); mask:
+    the same shape, bool or float weights w >= 0 (values of `target` where w = 0 are never
+    read). Returns s, t: (B,) float32, with fit_scale_shift's degenerate cases (s = 0 for a
+    constant prediction); s >= 0 is not enforced.
+    """
+    pred = jnp.asarray(pred, jnp.float32)
+    if pred.ndim != 3:
+        batch = pred.shape[0]
+        pred, target, mask = (jnp.reshape(jnp.asarray(x), (batch, 1, -1))
+                              for x in (pred, target, mask))
+    weights = jnp.asarray(mask)
+    valid = weights if weights.dtype == bool else weights > 0
+    weights = jnp.where(valid, weights.astype(jnp.float32), 0.0)
+    target = jnp.where(valid, jnp.asarray(target, jnp.float32), 0.0)
+    scale, shift = fit_scale_shift(pred, target, weights)
+    for _ in range(steps):
+        res = apply_scale_shift(pred, scale, shift) - target
+        sigma = _MAD_TO_SIGMA * jnp.nanmedian(jnp.where(valid, jnp.abs(res), jnp.nan),
+                                              axis=(1, 2))
+        # An exact fit has sigma 0: a floor far below any float32 residual keeps it finite.
+        sigma = jnp.nan_to_num(sigma) + 1e-12 * (jnp.abs(shift) + jnp.abs(scale) + 1.0)
+        cauchy = 1.0 / (1.0 + (res / (_CAUCHY_C * sigma[:, None, None])) ** 2)
+        scale, shift = fit_scale_shift(pred, target, jnp.where(valid, weights * cauchy, 0.0))
+    return scale, shift
 
 
 def apply_scale_shift(pred: jax.Array, scale: jax.Array, shift: jax.Array) -> jax.Array:

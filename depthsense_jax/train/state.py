@@ -159,15 +159,17 @@ def initial_variables(config: ml_collections.ConfigDict) -> tuple[Any, dict]:
     """(module, variables) a run starts from: initialised from `config.seed` (with
     `model.pretrained` in the encoder), or all of them from `config.init.from` (a trained
     model: anything `params_io.load` reads)."""
+    init = config.get("init")
+    if init is not None and init.get("from"):
+        # Every variable comes from the checkpoint: no random init to compile and discard
+        # (for a ViT that alone is tens of seconds on a CPU).
+        return registry.build(config.model), params_io.load_variables(
+            init["from"], config.model, init.get("checkpoint", "latest"))
     model, variables = registry.create_variables(config.model, jax.random.PRNGKey(config.seed))
     if config.model.get("pretrained"):
         encoder = params_io.encoder_weights(config.model.pretrained, config.model)
         variables = jax.tree.map(jax.numpy.asarray,
                                  params_io.with_encoder(variables, encoder, config.model))
-    init = config.get("init")
-    if init is not None and init.get("from"):
-        variables = params_io.load_variables(init["from"], config.model,
-                                             init.get("checkpoint", "latest"))
     return model, variables
 
 
