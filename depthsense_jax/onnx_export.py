@@ -19,12 +19,11 @@ convolution layout) in float32 whatever the training dtype. Opset `OPSET`.
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
 
-from depthsense_jax import params_io, storage
+from depthsense_jax import errors, params_io, storage
 from depthsense_jax.models import registry
 
 OPSET = 17  # Resize with align_corners (>= 11) and Squeeze's axes input (>= 13); TensorRT 8.6+
@@ -33,11 +32,7 @@ ONNX_FILE = "model.onnx"
 
 
 def _require(module: str, what: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ValueError(f"{what} needs the [onnx] extra: "
-                         "pip install 'depthsense-jax[onnx]' (onnx and onnxruntime)") from err
+    return errors.require_extra(module, what, "onnx", "onnx and onnxruntime")
 
 
 def require_onnx():

@@ -21,7 +21,6 @@ says which in its header (PLY comments; the npz's `depth_kind` and `note`).
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import io
 import math
 import threading
@@ -29,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from depthsense_jax import storage, viz
+from depthsense_jax import errors, storage, viz
 
 DEFAULT_FOV = 60.0  # degrees, horizontal: when neither the options nor EXIF say
 RELATIVE_SHIFT = 0.1  # relative depth = 1 / (n + RELATIVE_SHIFT), n in [0, 1]
@@ -38,11 +37,7 @@ _EXIF_IFD, _FOCAL_35MM = 0x8769, 0xA405  # the Exif sub-IFD and FocalLengthIn35m
 
 
 def _require(module: str, what: str):
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise ValueError(f"{what} needs the [pointcloud] extra: "
-                         "pip install 'depthsense-jax[pointcloud]' (plyfile, pillow)") from err
+    return errors.require_extra(module, what, "pointcloud", "plyfile, pillow")
 
 
 def require_extras(ply: bool, exif: bool) -> None:

@@ -23,24 +23,19 @@ float32 RGB in [0, 1] (NHWC), output (batch, height, width) float32 relative inv
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import numpy as np
 
-from depthsense_jax import storage
+from depthsense_jax import errors, storage
 
 TFLITE_FILE = "model.tflite"
 
 
 def require_litert():
     """LiteRT's interpreter module, or a ValueError naming the extra that provides it."""
-    try:
-        return importlib.import_module("ai_edge_litert.interpreter")
-    except ImportError as err:
-        raise ValueError("running a TFLite model needs the [tflite] extra: pip install "
-                         "'depthsense-jax[tflite]' (ai-edge-litert, LiteRT's interpreter)"
-                         ) from err
+    return errors.require_extra("ai_edge_litert.interpreter", "running a TFLite model",
+                                "tflite", "ai-edge-litert, LiteRT's interpreter")
 
 
 def convert(fn: Callable, shape: tuple[int, int, int, int]) -> bytes:
