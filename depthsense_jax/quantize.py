@@ -75,13 +75,14 @@ class Agreement:
 # other). Set at about twice what the test models measured (tests/test_runtimes.py; at the
 # training size and at 1.5x its width): fp16 (both families) 0.15-0.21% max and 0.02% mean
 # |diff| of the range, WHDR 0.08-0.3%, AbsRel 0.0002-0.0017; INT8 DepthNet 1.4-2.4% max,
-# 0.24-0.27% mean, WHDR 2.6-3.1%, AbsRel 0.0026; INT8 Depth Anything (random weights at a
-# trained model's scale) 17% max, 1.4% mean, WHDR 4.5-4.7%, AbsRel 0.07-0.12. Calibrated on
-# black images, INT8 misses every one by far (56-100% max, WHDR 44-62%).
+# 0.24-0.29% mean, WHDR 1.9-3.1%, AbsRel 0.0026-0.0087 (AbsRel moves most from one
+# trained tiny model to another: its bound has more room); INT8 Depth Anything (random
+# weights at a trained model's scale) 17% max, 1.4% mean, WHDR 4.5-4.7%, AbsRel 0.07-0.12.
+# Calibrated on black images, INT8 misses every one by far (56-100% max, WHDR 44-62%).
 TOLERANCE = {
     "onnx-fp16": {"*": Agreement(max_diff=0.005, mean_diff=0.0005, whdr=0.01, abs_rel=0.005)},
     "onnx-int8": {
-        "depthnet": Agreement(max_diff=0.05, mean_diff=0.006, whdr=0.07, abs_rel=0.006),
+        "depthnet": Agreement(max_diff=0.05, mean_diff=0.006, whdr=0.07, abs_rel=0.02),
         "*": Agreement(max_diff=0.35, mean_diff=0.03, whdr=0.10, abs_rel=0.25)},
 }
 

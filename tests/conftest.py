@@ -69,6 +69,46 @@ def pytest_configure(config):
         pass
 
 
+def _chunk_sizes(count: int, workers: int) -> list[int]:
+    """How pytest-xdist's worksteal scheduler first splits `count` tests among `workers`:
+    contiguous chunks, each of the remaining tests // the workers still to serve."""
+    sizes = []
+    for i in range(workers):
+        sizes.append((count - sum(sizes)) // (workers - i))
+    return sizes
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected: the chunks are of what runs
+def pytest_collection_modifyitems(config, items):
+    """Longest first: tests marked `cost(seconds)` (their wall time on the 2-core CI
+    machine) open the workers' first chunks, spread so that each chunk's marked seconds are
+    about equal; the others keep their order after them. A long test that started last
+    would leave the other worker idle at the end of a tier (each tier lost ~30 s so); the
+    light tests at the ends of the chunks are what work stealing moves. Only the order
+    changes, identically in every worker (xdist requires that)."""
+    costs = {id(item): item.get_closest_marker("cost").args[0] for item in items
+             if item.get_closest_marker("cost")}
+    if not costs:
+        return
+    workers = getattr(config, "workerinput", {}).get("workercount", 1)
+    heavy = sorted((item for item in items if id(item) in costs),
+                   key=lambda item: -costs[id(item)])
+    light = [item for item in items if id(item) not in costs]
+    sizes = _chunk_sizes(len(items), workers)
+    chunks, loads = [[] for _ in sizes], [0.0] * len(sizes)
+    for item in heavy:
+        open_ = [i for i in range(len(sizes)) if len(chunks[i]) < sizes[i]]
+        i = min(open_, key=lambda i: loads[i])
+        chunks[i].append(item)
+        loads[i] += costs[id(item)]
+    ordered = []
+    for chunk, size in zip(chunks, sizes, strict=True):
+        take = size - len(chunk)
+        ordered += chunk + light[:take]
+        light = light[take:]
+    items[:] = ordered + light
+
+
 def pytest_unconfigure(config):
     owned = os.environ.get("DEPTHSENSE_TEST_OWNS_CACHE")
     if owned and not hasattr(config, "workerinput"):  # the controller, after its workers

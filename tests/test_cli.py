@@ -127,6 +127,7 @@ def test_speed_rejects_unknown_loss(capsys):
     assert "nope" in capsys.readouterr().err
 
 
+@pytest.mark.cost(15)
 @pytest.mark.slow
 def test_speed_losses_table_and_json(tmp_path, capsys):
     out = tmp_path / "speed.json"

@@ -193,6 +193,7 @@ def test_concurrent_clients_each_get_their_own_depth(tiny_models, tmp_path, grad
             _check(answer, upload, reference, handler.size)
 
 
+@pytest.mark.cost(27)
 @pytest.mark.slow
 def test_8_clients_5_uploads_each(tiny_models, tmp_path, gradio_tmp, monkeypatch):
     """The load: 8 clients, each first one request (its session, the warm-up), then 5

@@ -102,6 +102,7 @@ def test_the_zero_shot_benchmark(hf_tiny, tmp_path):
     assert summary["images"] == 2 and 0 < summary["abs_rel"] < 10
 
 
+@pytest.mark.cost(25)
 @pytest.mark.slow
 def test_export_every_format_and_convert_weights(hf_tiny, tmp_path):
     pytest.importorskip("onnxruntime")

@@ -19,7 +19,7 @@ SHAPE = (2, 64, 96, 3)
 def _variables(model, seed):
     """Initialised variables with non-trivial BatchNorm statistics and decoder biases, like a
     trained model's (zero biases and unit variances would hide mistakes)."""
-    variables = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 64, 64, 3)))
+    variables = jax.jit(model.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 64, 64, 3)))
     rng = np.random.default_rng(seed)
 
     def perturb(path, x):

@@ -50,6 +50,7 @@ def _train_cmd(workdir, overrides):
             "--workdir", workdir, *overrides]
 
 
+@pytest.mark.cost(50)
 @pytest.mark.slow
 def test_sigterm_on_a_bucket_then_resume_matches_the_local_run(trained, gcs):
     """The shared local run is the uninterrupted one (6 steps, a checkpoint every 2); the
@@ -127,6 +128,7 @@ def test_a_dataset_in_a_bucket_reads_through_tensorflows_client(gcs, tiny_data_d
             np.testing.assert_array_equal(a[key], b[key])
 
 
+@pytest.mark.cost(35)
 @pytest.mark.slow
 def test_eval_predict_export_and_init_from_a_bucket(trained, gcs, tmp_path, capsys):
     bucket = _bucket(gcs)

@@ -54,6 +54,7 @@ def _reference_params(config):
     return jax.device_get(state.params), names
 
 
+@pytest.mark.cost(120)
 @pytest.mark.slow
 def test_two_processes_match_one_process(tiny_overrides, tmp_path):
     overrides = [*tiny_overrides, *MULTIHOST]

@@ -361,6 +361,7 @@ def test_encoder_learning_rate_multiplier_and_freezing():
             "--config.optimizer.encoder_lr_multiplier=0.5"]).optimizer, 100)
 
 
+@pytest.mark.cost(25)
 @pytest.mark.slow
 def test_fine_tuning_with_a_frozen_encoder(trained, scenes_folder, tmp_path):
     """Two steps on rgbd/scenes from the trained run, the encoder frozen: its weights and

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from depthsense_jax.config import load_config
-from depthsense_jax.models import build, family_of
+from depthsense_jax.models import create_variables, family_of
 from depthsense_jax.train import sharding, state, steps
 
 # Batches made here at the shared run's shapes (4 images of 64 px), with its config, so that
@@ -34,8 +34,7 @@ def _batch(size=SIZE, batch=BATCH, seed=0):
 
 def _setup(mesh, overrides, extra=()):
     config = load_config("base", [*overrides, *extra])
-    model = build(config.model)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    model, variables = create_variables(config.model, jax.random.PRNGKey(0), size=32)
     tx = state.make_optimizer(config.optimizer, total_steps=RUN_STEPS,
                               encoder=family_of(config.model).encoder)
     train_state = jax.device_put(state.create_train_state(model, variables, tx),
@@ -190,6 +189,7 @@ _EIGHT_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.cost(45)
 @pytest.mark.slow
 def test_eight_cpu_devices_match_one_device(tiny_overrides):
     flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"

@@ -198,8 +198,10 @@ def create_variables(model_config: ml_collections.ConfigDict, key: jax.Array,
     """(module, variables) initialised from `key` (size x size inputs; two strides by
     default). Pretrained weights are loaded by `params_io`, not here."""
     module = build(model_config)
-    variables = module.init(key, _dummy(model_config, size))
-    return module, jax.tree.map(jnp.asarray, dict(variables))
+    # One program: eager init compiles each initialiser and layer apart (~200 programs for
+    # a ResNet-18 DepthNet: 8.1 s against 3.4 s cold, 2.2 s against 1.1 s from the cache).
+    variables = jax.jit(lambda k: dict(module.init(k, _dummy(model_config, size))))(key)
+    return module, variables
 
 
 def variable_shapes(model_config: ml_collections.ConfigDict, size: int | None = None) -> dict:
