@@ -139,7 +139,7 @@ def test_initial_variables_load_the_pretrained_encoder(tmp_path):
     np.testing.assert_array_equal(conv1, net.conv1.weight.detach().numpy().transpose(2, 3, 1, 0))
     mean = np.asarray(variables["batch_stats"]["encoder"]["layer1_0"]["bn1"]["mean"])
     np.testing.assert_array_equal(mean, net.layer1[0].bn1.running_mean.numpy())
-    out = model.apply(variables, jnp.zeros((1, 64, 64, 3)))
+    out = jax.jit(model.apply)(variables, jnp.zeros((1, 64, 64, 3)))
     assert out.shape == (1, 64, 64)
 
 

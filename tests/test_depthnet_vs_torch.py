@@ -62,7 +62,7 @@ def test_eval_mode_matches_pytorch(depth, width, features):
     variables = _variables(model, seed=depth)
     net = _torch_model(depth, width, features, variables).eval()
     images = _images()
-    ours = model.apply(variables, jnp.asarray(images), train=False)
+    ours = jax.jit(model.apply)(variables, jnp.asarray(images))  # one program, not op by op
     with torch.no_grad():
         theirs = net(_nchw(images)).numpy()
     assert ours.shape == theirs.shape == SHAPE[:3]
@@ -85,8 +85,8 @@ def test_train_mode_matches_pytorch(depth, width, features):
                 lambda m, inputs, out, name=name: counts.__setitem__(
                     name, inputs[0].shape[0] * inputs[0].shape[2] * inputs[0].shape[3]))
     images = _images(1)
-    ours, updates = model.apply(variables, jnp.asarray(images), train=True,
-                                mutable=["batch_stats"])
+    ours, updates = jax.jit(model.apply, static_argnames=("train", "mutable"))(
+        variables, jnp.asarray(images), train=True, mutable=("batch_stats",))
     with torch.no_grad():
         theirs = net(_nchw(images)).numpy()
     _close(ours, theirs)

@@ -1,8 +1,8 @@
 """A training workdir in a bucket (`--workdir gs://bucket/run`) against a GCS API on
-localhost (conftest's `gcs` emulator): a run stopped by SIGTERM resumes to the same params as
-the uninterrupted local run; best/, eval, predict, export and init.from work on the bucket;
-a missing bucket or object is one error naming the URL. (The damaged-checkpoint fallback
-and TensorBoard in a bucket: test_train_loop.py.)"""
+localhost (conftest's `gcs` emulator): a run stopped by SIGTERM, then killed, resumes to the
+same params as the uninterrupted local run; best/, eval, predict, export and init.from work
+on the bucket; a missing bucket or object is one error naming the URL. (The
+damaged-checkpoint fallback and TensorBoard in a bucket: test_train_loop.py.)"""
 
 import json
 import os
@@ -50,39 +50,54 @@ def _train_cmd(workdir, overrides):
             "--workdir", workdir, *overrides]
 
 
-@pytest.mark.cost(50)
-@pytest.mark.slow
-def test_sigterm_on_a_bucket_then_resume_matches_the_local_run(trained, gcs):
-    """The shared local run is the uninterrupted one (6 steps, a checkpoint every 2); the
-    same config in gs://.../run gets SIGTERM after step 3, saves that step's checkpoint in
-    the bucket, and a second start there finishes the run."""
-    workdir = _bucket(gcs) + "/run"
-    env = {**os.environ, **gcs.env}
-    overrides = trained.overrides
+def _run_until(workdir, overrides, env, step, sig):
+    """Start a training run in `workdir`, send it `sig` once metrics.jsonl shows `step`;
+    returns (return code, output)."""
     proc = subprocess.Popen(_train_cmd(workdir, overrides), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:
         if storage.exists(storage.join(workdir, "metrics.jsonl")) and any(
-                r["step"] >= 3 for r in _records(workdir)):
+                r["step"] >= step for r in _records(workdir)):
             break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+    proc.send_signal(sig)
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out
+    return proc.returncode, out
+
+
+@pytest.mark.cost(70)
+@pytest.mark.slow
+def test_sigterm_then_sigkill_on_a_bucket_then_resume_matches_the_local_run(trained, gcs):
+    """The shared local run is the uninterrupted one (6 steps, a checkpoint every 2); the
+    same config in gs://.../run gets SIGTERM after step 3 (it saves that step's checkpoint
+    in the bucket and stops), resumes and is killed (SIGKILL: nothing saved on the way out,
+    maybe half an upload) after step 4, and a third start finishes the run."""
+    workdir = _bucket(gcs) + "/run"
+    env = {**os.environ, **gcs.env}
+    overrides = trained.overrides
+    code, out = _run_until(workdir, overrides, env, 3, signal.SIGTERM)
+    assert code == 0, out
     assert "SIGTERM: saved the checkpoint of step" in out, out
     stopped_at, _ = _final_params(workdir)
     assert 3 <= stopped_at < 6
+    code, out = _run_until(workdir, overrides, env, stopped_at + 1, signal.SIGKILL)
+    assert code == -signal.SIGKILL, out  # killed mid-run, not finished
+    assert f"resumed from the checkpoint of step {stopped_at} in {workdir}" in out
+    killed_at, _ = _final_params(workdir)
+    assert stopped_at <= killed_at < 6
     again = subprocess.run(_train_cmd(workdir, overrides), env=env, text=True,
                            capture_output=True, timeout=600)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"resumed from the checkpoint of step {stopped_at} in {workdir}" in again.stdout
+    assert f"resumed from the checkpoint of step {killed_at} in {workdir}" in again.stdout
     step_local, params_local = _final_params(trained.workdir)
     step_bucket, params_bucket = _final_params(workdir)
     assert step_local == step_bucket == 6
     _assert_same_params(params_local, params_bucket)
     records = _records(workdir)
-    assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    # Every step logged (the killed run's steps past its checkpoint twice).
+    train_steps = [r["step"] for r in records if r["split"] == "train"]
+    assert sorted(set(train_steps)) == [1, 2, 3, 4, 5, 6] and train_steps[-1] == 6
     # best/ holds the evaluated step with the lowest validation WHDR.
     val = {r["step"]: r["whdr"] for r in records if r["split"] == "validation"}
     assert 6 in val

@@ -35,7 +35,8 @@ def export_dir(tiny, tmp_path_factory):
 
 
 def _apply(model, variables, images):
-    return np.asarray(model.apply(variables, jnp.asarray(images), train=False))
+    # Jitted: one program, not each of the forward pass's operations compiled on its own.
+    return np.asarray(jax.jit(model.apply)(variables, jnp.asarray(images)))
 
 
 def test_model_size_keeps_aspect_in_multiples_of_the_stride():

@@ -229,3 +229,43 @@ def test_speed_runtimes_at_tiny_settings(family, only, count, tiny_models, tmp_p
     if only is None:
         int8 = next(r for n, r in by_name.items() if n.endswith("INT8 (QDQ, static)"))
         assert 0 < int8["max_diff"] <= quantize.tolerance_for("onnx-int8", family).max_diff
+
+
+
+def test_static_int8_is_calibrated_at_each_size_it_is_measured_at(tiny_models, monkeypatch):
+    """A ViT's activation ranges change with the input size (at 378 px, an INT8 graph
+    calibrated at 56 px reordered 24% of pairs): `speed runtimes` builds static INT8 again
+    for each side, calibrated there, and every other runtime once."""
+    from depthsense_jax.speed import runtimes
+
+    calibrated = []
+    monkeypatch.setattr(quantize, "calibration_batches",
+                        lambda size, *a, **k: calibrated.append(size) or [])
+    monkeypatch.setattr(quantize, "to_int8", lambda graph, batches: graph)  # the fp32 graph
+    table = {name: (build, per_size) for name, build, per_size in runtimes.runtimes(
+        tiny_models.loaded("depth_anything"), log=lambda s: None)}
+    static = [name for name in table if name.endswith("INT8 (QDQ, static)")]
+    assert len(static) == 1 and [n for n, (_, per) in table.items() if per] == static
+    images = np.zeros((1, 56, 70, 3), np.float32)
+    for side in (56, 70):
+        assert np.shape(table[static[0]][0](side)(images)) == (1, 56, 70)
+    assert calibrated == [(56, 56), (70, 70)]
+
+    # bench_runtimes builds a per-size runtime at each side, the others once.
+    builds = []
+
+    def fake(name, per_size):
+        def build(side):
+            builds.append((name, side))
+            return lambda x: x.mean(axis=-1)
+        return name, build, per_size
+
+    monkeypatch.setattr(runtimes, "runtimes", lambda model, log: [
+        fake(runtimes.REFERENCE, False), fake("per size", True), fake("once", False)])
+    monkeypatch.setattr(runtimes, "_aloe", lambda: None)
+    rows = runtimes.bench_runtimes(tiny_models.loaded("depth_anything"), [56, 70],
+                                   repeats=1, warmup=0, scenes=1, log=lambda s: None)
+    assert [(r.runtime, r.size[0]) for r in rows] == [
+        (n, side) for side in (56, 70) for n in (runtimes.REFERENCE, "per size", "once")]
+    assert builds == [(runtimes.REFERENCE, 56), ("per size", 56), ("once", 56),
+                      ("per size", 70)]

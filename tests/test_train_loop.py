@@ -3,10 +3,7 @@ checkpoint, resumes exactly, and stops clearly."""
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 
 import cv2
@@ -80,35 +77,6 @@ def _final_params(workdir):
     manager = ocp.CheckpointManager(workdir_lib.path(workdir, "checkpoints"))
     restored = manager.restore(manager.latest_step())
     return manager.latest_step(), restored["params"]
-
-
-@pytest.mark.cost(45)
-@pytest.mark.slow
-def test_sigkill_mid_run_then_resume_matches_an_uninterrupted_run(trained, tmp_path):
-    """The shared run is the uninterrupted one (6 steps, a checkpoint every 2); the same
-    config is killed with SIGKILL after step 3 and started again in its workdir."""
-    env = dict(os.environ)
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(killed, trained.overrides), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        path = killed / "metrics.jsonl"
-        if path.exists() and any(r.get("step", 0) >= 3 for r in _records(str(killed))):
-            break
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
-    interrupted_at, _ = _final_params(killed)
-    assert interrupted_at < 6
-    subprocess.run(_train_cmd(killed, trained.overrides), env=env, check=True,
-                   capture_output=True, timeout=600)
-    step_a, params_a = _final_params(trained.workdir)
-    step_b, params_b = _final_params(killed)
-    assert step_a == step_b == 6
-    for a, b in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_checkpoint_of_another_model_is_a_clear_error(trained, tmp_path):

@@ -34,7 +34,7 @@ def _batch(size=SIZE, batch=BATCH, seed=0):
 
 def _setup(mesh, overrides, extra=()):
     config = load_config("base", [*overrides, *extra])
-    model, variables = create_variables(config.model, jax.random.PRNGKey(0), size=32)
+    model, variables = create_variables(config.model, jax.random.PRNGKey(0))
     tx = state.make_optimizer(config.optimizer, total_steps=RUN_STEPS,
                               encoder=family_of(config.model).encoder)
     train_state = jax.device_put(state.create_train_state(model, variables, tx),

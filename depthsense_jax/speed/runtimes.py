@@ -116,10 +116,13 @@ def _onnx_runner(graph) -> Runner:
     return lambda images: session.run(None, {"images": images})[0]
 
 
-def runtimes(model: LoadedModel, calibration_size: int,
-             log: Callable[[str], None]) -> list[tuple[str, Callable[[], Runner]]]:
-    """(name, build) of every runtime, the float32 JAX reference first; build() returns the
-    runner or raises ValueError/ImportError when it cannot run here."""
+def runtimes(model: LoadedModel, log: Callable[[str], None]
+             ) -> list[tuple[str, Callable[[int], Runner], bool]]:
+    """(name, build, per_size) of every runtime, the float32 JAX reference first;
+    build(side) returns the runner for side x side inputs or raises ValueError/ImportError
+    when it cannot run here; per_size: the runner is built again for each side (static INT8
+    calibrates its activation ranges at the size it is measured at: calibrated at another
+    scale, a ViT's ranges no longer hold), else one runner serves every side."""
     from depthsense_jax import onnx_export, quantize
 
     graph: dict = {}
@@ -129,11 +132,11 @@ def runtimes(model: LoadedModel, calibration_size: int,
             graph["fp32"] = onnx_export.build_model(model.model_config, model.variables)
         return graph["fp32"]
 
-    def int8():
+    def int8(side: int):
         log(f"[speed] calibrating INT8 on {quantize.CALIBRATION_SCENES} rendered scenes at "
-            f"{calibration_size}x{calibration_size}")
+            f"{side}x{side}")
         return _onnx_runner(quantize.to_int8(fp32(), quantize.calibration_batches(
-            (calibration_size, calibration_size))))
+            (side, side))))
 
     def version(package: str) -> str:
         try:
@@ -143,13 +146,16 @@ def runtimes(model: LoadedModel, calibration_size: int,
 
     ort = f"onnxruntime {version('onnxruntime')}"
     return [
-        (REFERENCE, lambda: export.float32_predictor(model)),
-        (f"{ort}, float32", lambda: _onnx_runner(fp32())),
-        (f"{ort}, float16", lambda: _onnx_runner(quantize.to_float16(fp32()))),
-        (f"{ort}, INT8 (QDQ, static)", int8),
-        (f"{ort}, INT8 (dynamic)", lambda: _onnx_runner(quantize.to_int8_dynamic(fp32()))),
-        (f"LiteRT {version('ai-edge-litert')}, float32", lambda: _tflite_runner(model)),
-        (f"PyTorch {version('torch')} eager, float32", lambda: _torch_runner(model)),
+        (REFERENCE, lambda side: export.float32_predictor(model), False),
+        (f"{ort}, float32", lambda side: _onnx_runner(fp32()), False),
+        (f"{ort}, float16", lambda side: _onnx_runner(quantize.to_float16(fp32())), False),
+        (f"{ort}, INT8 (QDQ, static)", int8, True),
+        (f"{ort}, INT8 (dynamic)",
+         lambda side: _onnx_runner(quantize.to_int8_dynamic(fp32())), False),
+        (f"LiteRT {version('ai-edge-litert')}, float32", lambda side: _tflite_runner(model),
+         False),
+        (f"PyTorch {version('torch')} eager, float32", lambda side: _torch_runner(model),
+         False),
     ]
 
 
@@ -211,29 +217,30 @@ def bench_runtimes(model: LoadedModel, sizes: Sequence[int], batch: int = 1,
     """Every runtime (`runtimes`) at each size in `sizes` (square sides, rounded to the
     stride): RuntimeRows, the float32 JAX reference first at each size. only: runtime names
     starting with one of these (the reference always runs)."""
-    from depthsense_jax import export, quantize
+    from depthsense_jax import quantize
 
     family = model.family
     sides = list(dict.fromkeys(family.round_size(s) for s in sizes))
     aloe = _aloe()
     if aloe is None:
         log("[speed] no Aloe photo (apt-get install opencv-doc): its columns stay empty")
-    chosen = [(name, build) for name, build in runtimes(model, export.train_size(model), log)
+    chosen = [(name, build, per_size) for name, build, per_size in runtimes(model, log)
               if not only or name == REFERENCE or any(name.startswith(o) for o in only)]
-    built: dict[str, Runner | str] = {}
+    built: dict[tuple[str, int | None], Runner | str] = {}
     rows = []
     for side in sides:
         size = (side, side)
         data = quantize.rendered(quantize.VALIDATION_SEED, max(scenes, batch), size)
         timed = data["image"][:batch]
         reference = None
-        for name, build in chosen:
-            if name not in built:
+        for name, build, per_size in chosen:
+            key = (name, side if per_size else None)
+            if key not in built:
                 try:
-                    built[name] = build()
+                    built[key] = build(side)
                 except (ImportError, ValueError) as err:
-                    built[name] = f"not run: {err}"
-            run = built[name]
+                    built[key] = f"not run: {err}"
+            run = built[key]
             row = RuntimeRow(size=size, runtime=name)
             rows.append(row)
             if isinstance(run, str):
