@@ -45,7 +45,6 @@ def tiny_hf_folder(tmp_path_factory):
     return folder
 
 
-@pytest.mark.cost(25)
 def test_the_finetune_recipe_trains_a_tiny_depth_anything(tiny_hf_folder, tiny_overrides,
                                                           tmp_path):
     overrides = [o for o in tiny_overrides if not o.startswith(DEPTHNET_KEYS)]

@@ -101,7 +101,6 @@ def test_read_photo_applies_exif_rotation_as_viewers_do(tmp_path):
         np.testing.assert_allclose(ours, seen, atol=2 / 255)
 
 
-@pytest.mark.cost(12)
 def test_predict_matches_the_model_and_handles_any_size(tiny):
     model, variables = tiny
     predictor = inference.Predictor(inference.LoadedModel(TINY_MODEL, variables))
@@ -283,7 +282,6 @@ def test_a_model_json_without_a_name_is_a_depthnet(tiny, tmp_path):
     assert dict(model.model_config) == {"name": "depthnet", **fields}
 
 
-@pytest.mark.cost(14)
 def test_jax_export_for_accelerators_from_a_cpu_machine(tiny, export_dir, tmp_path, capsys):
     out = str(tmp_path / "multi")
     assert cli.main(["export", "--params", export_dir, "--out", out, "--formats", "jax",

@@ -130,7 +130,6 @@ def test_adamw_first_step_is_the_layers_rate_and_freezing_still_freezes():
         assert isinstance(optax.apply_updates(params, updates), dict)
 
 
-@pytest.mark.cost(14)
 def test_build_state_takes_the_layers_from_the_family():
     config = load_config("base", ["--config.optimizer.warmup_steps=0",
                                   "--config.optimizer.name=sgd", "--config.optimizer.momentum=0.0",

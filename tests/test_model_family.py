@@ -93,7 +93,6 @@ def _write_toy_checkpoint(path, variables, features=8):
     np.savez(path, features=np.asarray(features), **flat)
 
 
-@pytest.mark.cost(15)
 def test_a_toy_family_trains_validates_predicts_exports_and_is_benchmarked(
         toy, tiny_overrides, tmp_path, capsys):
     config = _config(tiny_overrides)

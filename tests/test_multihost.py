@@ -65,31 +65,38 @@ def test_two_processes_match_one_process(tiny_overrides, tmp_path):
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
              if not f.startswith("--xla_force_host_platform_device_count")]
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(flags))
+    logs = [open(tmp_path / f"process{i}.log", "w+") for i in range(2)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "base",
              "--workdir", str(workdir), *overrides,
              "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
              "--process-id", str(i)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=env, stdout=logs[i], stderr=subprocess.STDOUT, text=True,
         )
         for i in range(2)
     ]
-    outputs = []
-    for proc in procs:
-        try:
-            out, _ = proc.communicate(timeout=600)
-        except subprocess.TimeoutExpired:
-            for p in procs:
-                p.kill()
-            raise
-        outputs.append(out)
+    # The one-process reference while they run: they spend much of their time waiting on
+    # each other (process 1 compiles every program; the cache serves process 0 only).
+    try:
+        expected, names = _reference_params(config)
+    finally:
+        outputs = []
+        for proc, log in zip(procs, logs, strict=True):
+            try:
+                proc.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                for p in procs:
+                    p.kill()
+                raise
+            log.seek(0)
+            outputs.append(log.read())
+            log.close()
     for proc, out in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, out[-4000:]
     assert "on 2 device(s) of 2 process(es)" in outputs[0]
     assert "epoch 1" in outputs[0]  # the evaluation ran across both processes
 
-    expected, names = _reference_params(config)
     assert names[0] and names[1] and not names[0] & names[1]  # each host its own half
     manager, best = checkpoints.managers(str(workdir), keep=3)
     assert manager.latest_step() == STEPS

@@ -262,7 +262,10 @@ def test_static_int8_is_calibrated_at_each_size_it_is_measured_at(tiny_models, m
 
     monkeypatch.setattr(runtimes, "runtimes", lambda model, log: [
         fake(runtimes.REFERENCE, False), fake("per size", True), fake("once", False)])
+    # Scoring is not what this checks (test_speed_runtimes_at_tiny_settings does it).
     monkeypatch.setattr(runtimes, "_aloe", lambda: None)
+    monkeypatch.setattr(quantize, "agreement", lambda *a, **k: quantize.Agreement(0, 0, 0, 0))
+    monkeypatch.setattr(runtimes, "validation_scores", lambda *a: (None, None))
     rows = runtimes.bench_runtimes(tiny_models.loaded("depth_anything"), [56, 70],
                                    repeats=1, warmup=0, scenes=1, log=lambda s: None)
     assert [(r.runtime, r.size[0]) for r in rows] == [
