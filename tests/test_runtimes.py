@@ -77,6 +77,12 @@ def test_fp16_int8_and_tflite_are_written_reloaded_and_checked(family, exported,
     assert onnx.TensorProto.INT8 in {t.data_type for t in int8.graph.initializer}
     assert json.loads({p.key: p.value for p in int8.metadata_props}["model.json"])[
         "name"] == family
+    # A ViT's layer norms, softmax and GELU read float32 (quantize.MATRIX_OPS); with every
+    # op quantised, all of them would read a DequantizeLinear.
+    dequantized = {n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear"}
+    reads_int8 = {n.op_type for n in int8.graph.node if set(n.input) & dequantized}
+    assert {"Conv", "MatMul" if family == "depth_anything" else "Add"} <= reads_int8
+    assert not reads_int8 & {"LayerNormalization", "Softmax", "Erf"}
     for name, fmt in (("model_fp16.onnx", "onnx-fp16"), ("model_int8.onnx", "onnx-int8")):
         session = ort.InferenceSession(str(out / name), providers=["CPUExecutionProvider"])
         got = session.run(None, {"images": x})[0]
@@ -233,9 +239,8 @@ def test_speed_runtimes_at_tiny_settings(family, only, count, tiny_models, tmp_p
 
 
 def test_static_int8_is_calibrated_at_each_size_it_is_measured_at(tiny_models, monkeypatch):
-    """A ViT's activation ranges change with the input size (at 378 px, an INT8 graph
-    calibrated at 56 px reordered 24% of pairs): `speed runtimes` builds static INT8 again
-    for each side, calibrated there, and every other runtime once."""
+    """Activation ranges change with the input size: `speed runtimes` builds static INT8
+    again for each side, calibrated there, and every other runtime once."""
     from depthsense_jax.speed import runtimes
 
     calibrated = []
