@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from depthsense_jax import storage
@@ -48,9 +50,11 @@ def restore(manager: ocp.CheckpointManager, train_state, log: Callable[[str], No
             raise ValueError(f"no checkpoint of step {step} in {manager.directory}; there are "
                              f"{sorted(candidates)}")
         candidates = [step]
-    restored, found, failures = workdir_lib.first_readable(
-        candidates,
-        lambda s: manager.restore(s, args=ocp.args.StandardRestore(train_state)), log)
+    def read(s: int):
+        _check_shapes(manager, s, train_state)
+        return manager.restore(s, args=ocp.args.StandardRestore(train_state))
+
+    restored, found, failures = workdir_lib.first_readable(candidates, read, log)
     if found is not None:
         if failures and step is None:
             _move_aside(manager, [s for s in candidates if s > found], log)
@@ -63,6 +67,31 @@ def restore(manager: ocp.CheckpointManager, train_state, log: Callable[[str], No
             + "\n  ".join(failures)
         )
     return train_state, 0
+
+
+def _key_name(path) -> str:
+    return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                    for k in path)
+
+
+def _check_shapes(manager: ocp.CheckpointManager, step: int, train_state) -> None:
+    """A ValueError naming the first variable whose shape in checkpoint `step` differs from
+    train_state's, from the checkpoint's metadata before any array is read: a restore that
+    fails on a shape leaves orbax's pending reads behind. Where the metadata cannot be read
+    (a damaged checkpoint), the restore itself reports it."""
+    try:
+        metadata = ocp.StandardCheckpointHandler().metadata(
+            manager.directory / str(step) / "default")
+        stored = {_key_name(p): tuple(leaf.shape) for p, leaf in
+                  jax.tree_util.tree_leaves_with_path(metadata) if hasattr(leaf, "shape")}
+    except Exception:  # noqa: BLE001 - unreadable metadata: restore names the failure
+        return
+    for p, leaf in jax.tree_util.tree_leaves_with_path(train_state):
+        name = _key_name(p)
+        shape = tuple(getattr(leaf, "shape", np.shape(leaf)))
+        if name in stored and stored[name] != shape:
+            raise ValueError(f"{name} has shape {stored[name]} in the checkpoint and {shape} "
+                             f"in this config")
 
 
 def _move_aside(manager: ocp.CheckpointManager, steps: list[int],
