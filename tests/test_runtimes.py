@@ -237,7 +237,6 @@ def test_speed_runtimes_at_tiny_settings(family, only, count, tiny_models, tmp_p
         assert 0 < int8["max_diff"] <= quantize.tolerance_for("onnx-int8", family).max_diff
 
 
-
 def test_static_int8_is_calibrated_at_each_size_it_is_measured_at(tiny_models, monkeypatch):
     """Activation ranges change with the input size: `speed runtimes` builds static INT8
     again for each side, calibrated there, and every other runtime once."""

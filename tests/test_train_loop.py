@@ -3,7 +3,6 @@ checkpoint, resumes exactly, and stops clearly."""
 
 import json
 import os
-import sys
 import uuid
 
 import cv2
@@ -66,11 +65,6 @@ def test_bad_configs_stop_before_compiling(tiny_config):
         steps.validate(config, jax.device_count())
     with pytest.raises(ValueError, match="not divisible"):
         steps.validate(tiny_config("--config.batch_size=4"), 3)
-
-
-def _train_cmd(workdir, overrides):
-    return [sys.executable, "-m", "depthsense_jax.cli", "train", "--config", "base",
-            "--workdir", str(workdir), *overrides]
 
 
 def _final_params(workdir):

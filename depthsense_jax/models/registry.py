@@ -194,13 +194,13 @@ def _dummy(model_config: Mapping, size: int | None) -> jax.Array:
     return jnp.zeros((1, size, size, 3), jnp.float32)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _init(module: nn.Module, size: int, key: jax.Array) -> dict:
+@functools.partial(jax.jit, static_argnums=0)
+def _init(module: nn.Module, key: jax.Array, images: jax.Array) -> dict:
     # One program: eager init compiles each initialiser and layer apart (~200 programs for
     # a ResNet-18 DepthNet: 8.1 s against 3.4 s cold, 2.2 s against 1.1 s from the cache).
     # The module is a static argument (modules hash by their fields), so a second init of
     # the same model in a process reuses the program: 0.8 s -> 0 s for a tiny DepthNet.
-    return dict(module.init(key, jnp.zeros((1, size, size, 3), jnp.float32)))
+    return dict(module.init(key, images))
 
 
 def create_variables(model_config: ml_collections.ConfigDict, key: jax.Array,
@@ -208,7 +208,7 @@ def create_variables(model_config: ml_collections.ConfigDict, key: jax.Array,
     """(module, variables) initialised from `key` (size x size inputs; two strides by
     default). Pretrained weights are loaded by `params_io`, not here."""
     module = build(model_config)
-    return module, _init(module, size or init_size(model_config), key)
+    return module, _init(module, key, _dummy(model_config, size))
 
 
 def variable_shapes(model_config: ml_collections.ConfigDict, size: int | None = None) -> dict:

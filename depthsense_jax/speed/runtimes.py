@@ -121,8 +121,8 @@ def runtimes(model: LoadedModel, log: Callable[[str], None]
     """(name, build, per_size) of every runtime, the float32 JAX reference first;
     build(side) returns the runner for side x side inputs or raises ValueError/ImportError
     when it cannot run here; per_size: the runner is built again for each side (static INT8
-    calibrates its activation ranges at the size it is measured at: calibrated at another
-    scale, a ViT's ranges no longer hold), else one runner serves every side."""
+    calibrates its activation ranges at the size it is measured at: they change with the
+    input size), else one runner serves every side."""
     from depthsense_jax import onnx_export, quantize
 
     graph: dict = {}

@@ -69,9 +69,9 @@ def restore(manager: ocp.CheckpointManager, train_state, log: Callable[[str], No
     return train_state, 0
 
 
-def _key_name(path) -> str:
-    return ".".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
-                    for k in path)
+def _name(path) -> str:
+    """A tree path as the dotted name orbax's metadata uses: params.encoder.conv1.kernel."""
+    return jax.tree_util.keystr(path, simple=True, separator=".")
 
 
 def _check_shapes(manager: ocp.CheckpointManager, step: int, train_state) -> None:
@@ -82,13 +82,12 @@ def _check_shapes(manager: ocp.CheckpointManager, step: int, train_state) -> Non
     try:
         metadata = ocp.StandardCheckpointHandler().metadata(
             manager.directory / str(step) / "default")
-        stored = {_key_name(p): tuple(leaf.shape) for p, leaf in
+        stored = {_name(p): tuple(leaf.shape) for p, leaf in
                   jax.tree_util.tree_leaves_with_path(metadata) if hasattr(leaf, "shape")}
     except Exception:  # noqa: BLE001 - unreadable metadata: restore names the failure
         return
     for p, leaf in jax.tree_util.tree_leaves_with_path(train_state):
-        name = _key_name(p)
-        shape = tuple(getattr(leaf, "shape", np.shape(leaf)))
+        name, shape = _name(p), np.shape(leaf)
         if name in stored and stored[name] != shape:
             raise ValueError(f"{name} has shape {stored[name]} in the checkpoint and {shape} "
                              f"in this config")
